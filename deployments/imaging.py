@@ -1,0 +1,60 @@
+"""Image inputs: data URIs decoded and checked. Pillow only (the ingress imports this)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+
+from PIL import Image
+
+# Larger inputs are refused before decoding: they would not fit a diffusion pass anyway.
+MAX_INPUT_PIXELS = 8192 * 8192
+
+_DATA_URI = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<payload>.*)$", re.DOTALL)
+
+
+class ImageInputError(ValueError):
+    """A request image that cannot be used; the message says why (without the field name)."""
+
+
+def decode_data_uri(value: str) -> Image.Image:
+    """The image in a ``data:image/...;base64,...`` URI, fully decoded (truncated files fail here)."""
+    match = _DATA_URI.match(value)
+    if match is None:
+        raise ImageInputError("is not a data URI; expected data:image/<type>;base64,<data>")
+    if ";base64" not in match["params"]:
+        raise ImageInputError("must be base64-encoded (data:image/<type>;base64,<data>)")
+    try:
+        payload = base64.b64decode(match["payload"], validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ImageInputError("is not valid base64") from error
+    return _open_image(payload)
+
+
+def _open_image(payload: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(payload))
+            width, height = image.size
+            if width * height > MAX_INPUT_PIXELS:
+                raise ImageInputError(f"is {width}x{height}; at most {MAX_INPUT_PIXELS} pixels are allowed")
+            image.load()
+    except ImageInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageInputError("is too large to decode") from error
+    except Exception as error:  # Pillow raises many types for corrupt data
+        raise ImageInputError("does not contain an image Pillow can read (PNG, JPEG, WebP, ...)") from error
+    return image
+
+
+def image_size(value: str) -> tuple[int, int]:
+    return decode_data_uri(value).size
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")

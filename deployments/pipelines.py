@@ -1,0 +1,127 @@
+"""Loading checkpoints offline, and the per-request pieces: scheduler, generators, precision.
+
+Checkpoints are diffusers folders or single files in the original LDM key layout. A single
+file is loaded with a local diffusers config folder: its "<stem>.config" sidecar when it has
+one (non-standard shapes), else the generated folder of its detected family.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import diffusers
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+from safetensors import safe_open
+
+from deployments.model_configs import FAMILIES, ensure_config_folder
+from serve_app.errors import BadRequestError
+from storage.files import sidecar_config
+
+logger = logging.getLogger(__name__)
+
+# Enfugue's scheduler names -> diffusers classes and the options they need here.
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "dpmsm": ("DPMSolverMultistepScheduler", {}),
+    "dpmss": ("DPMSolverSinglestepScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpmd": ("KDPM2DiscreteScheduler", {}),
+    "adpmd": ("KDPM2AncestralDiscreteScheduler", {}),
+    "dpmsde": ("DPMSolverSDEScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lmsd": ("LMSDiscreteScheduler", {}),
+    # Without skip_prk_steps PNDM fails at low step counts.
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "eds": ("EulerDiscreteScheduler", {}),
+    "eads": ("EulerAncestralDiscreteScheduler", {}),
+}
+
+# The text-to-image pipelines the base role serves, by the class name in model_index.json.
+TEXT_TO_IMAGE = frozenset({"StableDiffusionPipeline", "StableDiffusionXLPipeline"})
+
+
+class _Shape(NamedTuple):
+    """Stands in for a tensor where only ``.shape`` is read (family detection)."""
+
+    shape: tuple[int, ...]
+
+
+def device_and_dtype(precision: str | None) -> tuple[torch.device, torch.dtype]:
+    """CUDA in half precision when available (unless ``precision`` is "full"); else CPU, full."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.float32 if precision == "full" else torch.float16
+    return torch.device("cpu"), torch.float32
+
+
+def detect_family(path: Path) -> str:
+    """The checkpoint family (diffusers' model type) from tensor names and shapes."""
+    if path.suffix.lower() == ".safetensors":
+        with safe_open(str(path), framework="pt") as handle:
+            checkpoint: dict[str, Any] = {
+                key: _Shape(tuple(handle.get_slice(key).get_shape())) for key in handle.keys()  # noqa: SIM118
+            }
+    else:
+        checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
+    try:
+        family = infer_diffusers_model_type(checkpoint)
+    except Exception as error:  # diffusers raises on layouts it does not know
+        raise BadRequestError(f"{path.name}: not a Stable Diffusion checkpoint diffusers can read") from error
+    if family not in FAMILIES:
+        raise BadRequestError(f"{path.name}: a {family!r} checkpoint; supported: {', '.join(FAMILIES)}")
+    return family
+
+
+def _class_name(config_folder: Path) -> str:
+    return str(json.loads((config_folder / "model_index.json").read_text())["_class_name"])
+
+
+def _without_safety_checker(class_name: str) -> dict[str, Any]:
+    # The SD 1.x/2.x classes take a safety checker; it is applied separately (setting `safe`).
+    return {} if "XL" in class_name else {"safety_checker": None, "requires_safety_checker": False}
+
+
+def load_pipeline(path: Path, configs_root: Path, dtype: torch.dtype) -> DiffusionPipeline:
+    """A text-to-image pipeline for the checkpoint at ``path``, with no network access."""
+    if path.is_dir():
+        config_folder, single_file = path, False
+    else:
+        config_folder = sidecar_config(path) or ensure_config_folder(detect_family(path), configs_root)
+        single_file = True
+    class_name = _class_name(config_folder)
+    if class_name not in TEXT_TO_IMAGE:
+        raise BadRequestError(
+            f"{path.name}: a {class_name} checkpoint cannot generate from text; "
+            f"use a {' or '.join(sorted(TEXT_TO_IMAGE))} checkpoint"
+        )
+    pipeline_class = getattr(diffusers, class_name)
+    options = {"dtype": dtype, "local_files_only": True, **_without_safety_checker(class_name)}
+    if single_file:
+        pipeline = pipeline_class.from_single_file(str(path), config=str(config_folder), **options)
+    else:
+        pipeline = pipeline_class.from_pretrained(str(path), **options)
+    return pipeline
+
+
+def make_scheduler(config: Any, name: str | None, seed: int) -> Any:
+    """A fresh scheduler for one request: schedulers keep per-run state and are not shareable."""
+    if name is None:
+        class_name, options = config["_class_name"], {}
+    else:
+        class_name, options = SCHEDULERS[name]
+    scheduler_class = getattr(diffusers, class_name)
+    if class_name == "DPMSolverSDEScheduler":
+        # Its Brownian-tree noise is seeded separately from the generator; unseeded it is random.
+        options = {**options, "noise_sampler_seed": seed}
+    return scheduler_class.from_config(config, **options)
+
+
+def generators(seeds: tuple[int, ...]) -> list[torch.Generator]:
+    """One CPU generator per sample: the same seed gives the same noise on any device."""
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]

@@ -1,0 +1,43 @@
+"""The application builder: binds Store, Base, Planner and Ingress into one Serve application.
+
+``serve run serve_app.app:build_app data_dir=/some/where`` and the ``enfugue-serve`` command
+both come through here.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.serve import Application
+
+from deployments.base import Base
+from deployments.planner import Planner
+from serve_app import __version__
+from serve_app.config import AppArgs, ReplicaOptions
+from serve_app.ingress import Ingress
+from storage.files import DataPaths
+from storage.store import Store
+
+# Model roles never reach a model hub; a stray download attempt fails at once instead of hanging.
+_OFFLINE = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
+
+
+def _gpus(options: ReplicaOptions) -> float:
+    if options.num_gpus is not None:
+        return options.num_gpus
+    has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    return 1.0 if has_gpus else 0.0
+
+
+def build_app(args: AppArgs) -> Application:
+    data_dir = str(DataPaths(args.data_dir).ensure().root)
+    store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(data_dir, __version__)
+    base = Base.options(
+        num_replicas=args.base.num_replicas,
+        ray_actor_options={"num_cpus": args.base.num_cpus, "num_gpus": _gpus(args.base), "runtime_env": _OFFLINE},
+    ).bind(data_dir, store)
+    planner = Planner.options(
+        num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}
+    ).bind(store, base, __version__)
+    return Ingress.options(
+        num_replicas=args.ingress.num_replicas, ray_actor_options={"num_cpus": args.ingress.num_cpus}
+    ).bind(store, planner, args, __version__)

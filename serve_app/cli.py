@@ -1,0 +1,96 @@
+"""``enfugue-serve run``: start Ray (or join RAY_ADDRESS), deploy the app, serve until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from serve_app.config import AppArgs, default_data_dir
+from storage.files import DataPaths, list_models
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 45554
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def ensure_a_checkpoint(paths: DataPaths) -> None:
+    """A fresh data folder gets a tiny random demo checkpoint, so the first invoke completes."""
+    folder = paths.models("checkpoint")
+    if list_models(folder):
+        return
+    from deployments.tiny import write_demo_checkpoint  # torch: only when a demo is needed
+
+    demo = write_demo_checkpoint(folder)
+    _say(
+        f"No checkpoint was found, so a tiny random-weight demo was written to {demo}.\n"
+        "Its images are noise. To generate real images, put a Stable Diffusion checkpoint\n"
+        f"(.safetensors or .ckpt, SD 1.x / 2.x / SDXL, or a diffusers folder) into {folder}\n"
+        'and pass its file name as "model" to /api/invoke, or make it the default with\n'
+        "POST /api/settings {\"default_checkpoint\": \"<file name>\"}."
+    )
+
+
+def serve_forever(host: str, port: int, data_dir: Path) -> int:
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    started = time.monotonic()
+    paths = DataPaths(data_dir).ensure()
+    ensure_a_checkpoint(paths)
+    # ray.init() joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
+    ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app(AppArgs(data_dir=paths.root)), name="enfugue", route_prefix="/")
+        _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
+        _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
+        _wait_for_interrupt()
+        _say("Shutting down...")
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="enfugue-serve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start the server and serve until interrupted")
+    run.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    run.add_argument(
+        "--data-dir", type=Path, default=default_data_dir(),
+        help=f"DuckDB file, images and model folders (default {default_data_dir()})",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve_forever(args.host, args.port, args.data_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Typed start-up settings, read once: the application builder's arguments.
+
+Live knobs (queue limits, auth, default checkpoint, ...) are not here: they are settings rows
+in DuckDB, changed through ``POST /api/settings`` and owned by the Store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def default_data_dir() -> Path:
+    return Path(user_cache_dir("enfugue-serve", appauthor=False))
+
+
+class ReplicaOptions(BaseModel):
+    """Deploy-time resources of one role; the defaults suit one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(default=1, ge=1)
+    num_cpus: float = Field(default=1.0, ge=0)
+    # None: one GPU per replica when the Ray cluster has GPUs, none otherwise.
+    num_gpus: float | None = Field(default=None, ge=0)
+
+
+class AppArgs(BaseModel):
+    """Arguments of ``build_app``; ``serve run serve_app.app:build_app data_dir=...`` fills them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Request bodies carry images as data URIs; anything larger is refused with 413.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    ingress: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
+    store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
+    planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
+    base: ReplicaOptions = Field(default_factory=ReplicaOptions)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> AppArgs:
+        if self.store.num_replicas != 1:
+            raise ValueError("store.num_replicas must be 1: only one process may open the DuckDB file")
+        return self

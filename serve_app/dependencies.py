@@ -1,0 +1,86 @@
+"""What routes receive: the services (deployment handles, paths), the caller, the JSON body."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from serve_app.config import AppArgs
+from serve_app.envelope import validation_detail
+from serve_app.errors import BadRequestError
+from storage.files import DataPaths
+from storage.metadata import ADMIN_USER_ID
+
+logger = logging.getLogger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass
+class Services:
+    """Handles to the Store and Planner (Ray Serve handles, or local stand-ins in tests)."""
+
+    store: Any
+    planner: Any
+    args: AppArgs
+    version: str
+    started: float = field(default_factory=time.monotonic)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.args.data_dir)
+
+    def launch(self, response: Any, label: str) -> None:
+        """Let a deployment call run on after the HTTP reply; keep it referenced until done."""
+
+        async def wait() -> None:
+            try:
+                await response
+            except Exception:
+                logger.exception("background call %s failed", label)
+
+        task = asyncio.get_running_loop().create_task(wait())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    admin: bool
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def current_user() -> User:
+    """Without authentication every request acts as the built-in admin."""
+    return User(id=ADMIN_USER_ID, admin=True)
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON whatever its content type: Enfugue's clients (and curl -d) send form types."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequestError(f"body: not valid JSON ({error})") from error
+
+
+async def parse_body(request: Request, model: type[Model]) -> Model:
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise BadRequestError("; ".join(validation_detail(item) for item in error.errors())) from error

@@ -1,0 +1,38 @@
+"""GET the model files in each folder: checkpoints, LoRA, LyCORIS, inversions, ..."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from serve_app.dependencies import Services, User, current_user, get_services
+from serve_app.envelope import success
+from storage.files import list_models
+
+router = APIRouter()
+
+# URL path -> model folder kind. /api/inversion is the path Enfugue's own client uses.
+_LISTINGS = {
+    "/api/checkpoints": "checkpoint",
+    "/api/lora": "lora",
+    "/api/lycoris": "lycoris",
+    "/api/inversions": "inversion",
+    "/api/inversion": "inversion",
+    "/api/vae": "vae",
+    "/api/controlnet": "controlnet",
+    "/api/upscalers": "upscaler",
+}
+
+
+def _listing(kind: str):  # noqa: ANN202 - a route factory
+    # Sync, so FastAPI runs the folder walk in its thread pool, off the event loop.
+    def listing(
+        request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
+    ) -> JSONResponse:
+        return success(request, list_models(services.paths.models(kind)))
+
+    return listing
+
+
+for _path, _kind in _LISTINGS.items():
+    router.add_api_route(_path, _listing(_kind), methods=["GET"], name=f"list {_path}")

@@ -1,0 +1,33 @@
+"""GET and POST /api/settings."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from serve_app.dependencies import Services, User, current_user, get_services, parse_body
+from serve_app.envelope import success
+from serve_app.models import resolve_checkpoint
+from serve_app.schemas import SettingsUpdate
+
+router = APIRouter()
+
+
+@router.get("/api/settings")
+async def get_settings(
+    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
+) -> JSONResponse:
+    return success(request, await services.store.settings.remote())
+
+
+@router.post("/api/settings")
+@router.post("/api/settings/", include_in_schema=False)
+async def update_settings(
+    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
+) -> JSONResponse:
+    changes = (await parse_body(request, SettingsUpdate)).changes()
+    if changes.get("default_checkpoint") is not None:
+        changes["default_checkpoint"] = resolve_checkpoint(
+            changes["default_checkpoint"], services.paths, field="default_checkpoint"
+        ).name
+    return success(request, await services.store.update_settings.remote(changes))

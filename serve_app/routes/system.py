@@ -1,0 +1,37 @@
+"""GET /api: what the server is doing."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from serve_app.dependencies import Services, User, current_user, get_services
+from serve_app.envelope import success
+
+router = APIRouter()
+
+
+@router.get("/api")
+async def status(
+    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
+) -> JSONResponse:
+    counts = await services.store.invocation_counts.remote()
+    return success(
+        request,
+        {
+            "status": "busy" if counts["active"] else "idle",
+            "system": {
+                "downloads": {"active": 0, "queued": 0, "total": 0},
+                "invocations": {
+                    "active": counts["active"] > 0,
+                    "queued": counts["queued"],
+                    "total": counts["active"] + counts["queued"],
+                },
+            },
+            "gpu": None,
+            "version": services.version,
+            "uptime": time.monotonic() - services.started,
+        },
+    )

@@ -1,0 +1,36 @@
+"""PNG files of invocation outputs, with the generation metadata in text chunks."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png$")
+
+
+def image_name(uuid: str, index: int) -> str:
+    return f"{uuid}_{index}.png"
+
+
+def encode_png(image: Image.Image, text: dict[str, Any]) -> bytes:
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def write_png(folder: Path, name: str, image: Image.Image, text: dict[str, Any]) -> Path:
+    """Write atomically, so a reader never sees half a file."""
+    path = folder / name
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(encode_png(image, text))
+    partial.replace(path)
+    return path

@@ -1,0 +1,152 @@
+"""Queries on the DuckDB file. Only the Store deployment creates a ``Metadata``.
+
+Every value is a bound parameter; no SQL is built from request input.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from storage.migrations import migrate
+
+ADMIN_USER_ID = 1
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "safe": True,
+    "auth": False,
+    "max_queued_invocations": 4,
+    "max_queued_downloads": 10,
+    "max_concurrent_downloads": 2,
+    "switch_mode": "offload",
+    "cache_mode": "xl",
+    "precision": None,
+    "intermediate_steps": None,
+    "default_checkpoint": None,
+}
+
+ACTIVE_STATUSES = ("queued", "processing")
+
+_INVOCATION_COLUMNS = (
+    "id, uuid, user_id, status, request, plan, created, started, ended, step, total, outputs, images, error"
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as DuckDB's TIMESTAMP stores it."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _invocation(row: tuple[Any, ...]) -> dict[str, Any]:
+    names = [name.strip() for name in _INVOCATION_COLUMNS.split(",")]
+    record = dict(zip(names, row, strict=True))
+    for key in ("request", "plan", "images"):
+        if record[key] is not None:
+            record[key] = json.loads(record[key])
+    return record
+
+
+class Metadata:
+    """One DuckDB connection guarded by a lock: the Store calls in from a thread pool."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+        self._lock = threading.RLock()
+        with self._lock:
+            migrate(connection)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Metadata:
+        return cls(duckdb.connect(str(path)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def _fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._connection.execute(sql, params or []).fetchall()
+
+    def _execute(self, sql: str, params: list[Any] | None = None) -> None:
+        with self._lock:
+            self._connection.execute(sql, params or [])
+
+    # settings
+
+    def settings(self) -> dict[str, Any]:
+        stored = {key: json.loads(value) for key, value in self._fetchall("SELECT key, value FROM settings")}
+        return {key: stored.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
+
+    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise KeyError(f"unknown settings: {', '.join(sorted(unknown))}")
+        with self._lock:
+            for key, value in changes.items():
+                self._connection.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", [key, json.dumps(value)]
+                )
+        return self.settings()
+
+    # invocations
+
+    def count_invocations(self, statuses: tuple[str, ...]) -> int:
+        placeholders = ", ".join("?" for _ in statuses)
+        rows = self._fetchall(f"SELECT count(*) FROM invocations WHERE status IN ({placeholders})", list(statuses))
+        return int(rows[0][0])
+
+    def create_invocation(self, uuid: str, user_id: int, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._connection.execute(
+                "INSERT INTO invocations (uuid, user_id, status, request, created) VALUES (?, ?, 'queued', ?, ?)",
+                [uuid, user_id, json.dumps(request), utcnow()],
+            )
+            invocation = self.invocation(uuid)
+        assert invocation is not None
+        return invocation
+
+    def invocation(self, uuid: str) -> dict[str, Any] | None:
+        rows = self._fetchall(f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE uuid = ?", [uuid])
+        return _invocation(rows[0]) if rows else None
+
+    def update_invocation(self, uuid: str, **values: Any) -> None:
+        """Set columns of one invocation; the column names are this module's own, never a request's."""
+        allowed = {"status", "plan", "started", "ended", "step", "total", "outputs", "images", "error"}
+        if not values or set(values) - allowed:
+            raise ValueError(f"cannot update invocation columns {sorted(set(values) - allowed)}")
+        encoded = {
+            key: json.dumps(value) if key in ("plan", "images") and value is not None else value
+            for key, value in values.items()
+        }
+        assignments = ", ".join(f"{key} = ?" for key in encoded)
+        self._execute(f"UPDATE invocations SET {assignments} WHERE uuid = ?", [*encoded.values(), uuid])
+
+    def user_invocations(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The user's invocations, newest first, and how many there are in all."""
+        count = self._fetchall("SELECT count(*) FROM invocations WHERE user_id = ?", [user_id])[0][0]
+        limit_clause = "LIMIT ? OFFSET ?" if limit > 0 else "OFFSET ?"
+        params: list[Any] = [user_id, limit, offset] if limit > 0 else [user_id, offset]
+        rows = self._fetchall(
+            f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE user_id = ? "
+            f"ORDER BY created DESC, id DESC {limit_clause}",
+            params,
+        )
+        return [_invocation(row) for row in rows], int(count)
+
+    def delete_invocation(self, uuid: str) -> None:
+        self._execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
+
+    def interrupt_unfinished(self, message: str) -> int:
+        """Mark invocations left queued or processing by a previous run as errors."""
+        with self._lock:
+            rows = self._connection.execute(
+                "UPDATE invocations SET status = 'error', error = ?, ended = ? "
+                "WHERE status IN ('queued', 'processing') RETURNING uuid",
+                [message, utcnow()],
+            ).fetchall()
+        return len(rows)

@@ -1,0 +1,168 @@
+"""The Store deployment: the only process that opens the DuckDB file and writes images.
+
+Exactly one replica. Everything that must survive a restart goes to DuckDB; live progress
+and cancel flags are held here in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid as uuids
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from ray import serve
+
+from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from storage.files import DataPaths
+from storage.images import IMAGE_NAME, image_name, write_png
+from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
+from storage.status import LiveProgress, history_object, status_object
+
+logger = logging.getLogger(__name__)
+
+RESTART_MESSAGE = "The server restarted before this invocation finished."
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1000, health_check_period_s=10)
+class Store:
+    def __init__(self, data_dir: str, version: str) -> None:
+        self._paths = DataPaths(Path(data_dir)).ensure()
+        self._version = version
+        self._db = Metadata.open(self._paths.database)
+        interrupted = self._db.interrupt_unfinished(RESTART_MESSAGE)
+        if interrupted:
+            logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)
+        self._lock = threading.Lock()
+        self._live: dict[str, LiveProgress] = {}
+
+    def check_health(self) -> None:
+        self._db.settings()
+
+    # settings
+
+    def settings(self) -> dict[str, Any]:
+        return self._db.settings()
+
+    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._db.update_settings(changes)
+
+    # invocations
+
+    def admit(self, user_id: int, request: dict[str, Any]) -> dict[str, Any]:
+        """Record a new queued invocation, or refuse it when the queue is full."""
+        with self._lock:
+            limit = self._db.settings()["max_queued_invocations"]
+            if self._db.count_invocations(("queued",)) >= limit:
+                raise TooManyRequestsError(
+                    f"The invocation queue is full ({limit} waiting); try again when one has started.",
+                    retry_after=5,
+                )
+            record = self._db.create_invocation(uuids.uuid4().hex, user_id, request)
+        return self._status(record)
+
+    def record_plan(self, uuid: str, plan: dict[str, Any]) -> None:
+        self._db.update_invocation(uuid, plan=plan)
+
+    def report_progress(self, uuid: str, step: int, total: int) -> bool:
+        """Called by model deployments every step; False tells them to stop."""
+        with self._lock:
+            live = self._live.get(uuid)
+            if live is None:
+                record = self._db.invocation(uuid)
+                if record is None or record["status"] not in ACTIVE_STATUSES:
+                    return False
+                live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
+                self._db.update_invocation(uuid, status="processing", started=live.started)
+            live.step, live.total = step, total
+        return True
+
+    def complete(self, uuid: str, images: list[Image.Image], metadata: dict[str, Any]) -> bool:
+        """Save the outputs and mark the invocation completed; False if it was cancelled meanwhile."""
+        with self._lock:
+            record = self._db.invocation(uuid)
+            if record is None or record["status"] not in ACTIVE_STATUSES:
+                return False
+            live = self._live.pop(uuid, None)
+            names = [image_name(uuid, index) for index in range(len(images))]
+            for name, image in zip(names, images, strict=True):
+                write_png(self._paths.images, name, image, {"enfugue-serve": self._version, **metadata})
+            self._db.update_invocation(
+                uuid,
+                status="completed",
+                ended=utcnow(),
+                images=names,
+                outputs=len(names),
+                step=live.total if live else None,
+                total=live.total if live else None,
+            )
+        return True
+
+    def fail(self, uuid: str, message: str) -> None:
+        with self._lock:
+            record = self._db.invocation(uuid)
+            if record is None or record["status"] not in ACTIVE_STATUSES:
+                return
+            live = self._live.pop(uuid, None)
+            self._db.update_invocation(
+                uuid, status="error", error=message, ended=utcnow(),
+                step=live.step if live else None, total=live.total if live else None,
+            )
+
+    def status(self, uuid: str, user_id: int) -> dict[str, Any]:
+        return self._status(self._owned(uuid, user_id))
+
+    def cancel(self, uuid: str, user_id: int) -> dict[str, Any]:
+        with self._lock:
+            record = self._owned(uuid, user_id)
+            if record["status"] in ACTIVE_STATUSES:
+                live = self._live.pop(uuid, None)
+                self._db.update_invocation(
+                    uuid, status="cancelled", ended=utcnow(),
+                    step=live.step if live else None, total=live.total if live else None,
+                )
+                record = self._db.invocation(uuid) or record
+        return self._status(record)
+
+    def delete(self, uuid: str, user_id: int) -> None:
+        """Cancel if still running, then remove the record and its image files."""
+        with self._lock:
+            record = self._owned(uuid, user_id)
+            self._live.pop(uuid, None)
+            for name in record["images"] or []:
+                (self._paths.images / name).unlink(missing_ok=True)
+            self._db.delete_invocation(uuid)
+
+    def history(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        records, count = self._db.user_invocations(user_id, limit, offset)
+        return [history_object(record) for record in records], count
+
+    def image(self, name: str, user_id: int) -> bytes:
+        match = IMAGE_NAME.match(name)
+        if match is None:
+            raise BadRequestError(f"file: {name!r} is not an invocation image name (<uuid>_<n>.png)")
+        record = self._owned(match["uuid"], user_id)
+        if name not in (record["images"] or []):
+            raise NotFoundError(f"Image {name} not found.")
+        return (self._paths.images / name).read_bytes()
+
+    def invocation_counts(self) -> dict[str, int]:
+        return {
+            "active": self._db.count_invocations(("processing",)),
+            "queued": self._db.count_invocations(("queued",)),
+            "total": self._db.count_invocations(("queued", "processing", "completed", "error", "cancelled")),
+        }
+
+    # helpers
+
+    def _owned(self, uuid: str, user_id: int) -> dict[str, Any]:
+        """The record if it exists and belongs to the user; otherwise 404 (leaking nothing)."""
+        record = self._db.invocation(uuid)
+        if record is None or record["user_id"] != user_id:
+            raise NotFoundError(f"Invocation {uuid} not found.")
+        return record
+
+    def _status(self, record: dict[str, Any]) -> dict[str, Any]:
+        return status_object(record, self._live.get(record["uuid"]), utcnow())

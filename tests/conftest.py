@@ -1,0 +1,82 @@
+"""Shared fixtures. Nothing may reach a model hub: tiny models are built in code."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub: an accidental hub call must fail fast.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--gpu", action="store_true", help="run the tests that need an accelerator")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--gpu"):
+        return
+    skip = pytest.mark.skip(reason="needs an accelerator: pass --gpu")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A fresh data folder holding only the tiny demo checkpoint, as a first start leaves it."""
+    from deployments.tiny import write_demo_checkpoint
+    from storage.files import DataPaths
+
+    paths = DataPaths(tmp_path / "data").ensure()
+    write_demo_checkpoint(paths.models("checkpoint"))
+    return paths.root
+
+
+def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+    """Poll until ``done(value)``; the last value on success, AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = poll()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not done after {timeout} s: {value!r}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def local_app(data_dir: Path) -> Iterator[Any]:
+    """The real FastAPI app, Store, Planner and Base role, wired in-process (no Ray)."""
+    from fastapi.testclient import TestClient
+
+    from deployments.base import BaseRole
+    from deployments.planner import Planner
+    from serve_app.config import AppArgs
+    from serve_app.dependencies import Services
+    from serve_app.ingress import create_api
+    from storage.store import Store
+    from tests.local_handles import LocalBase, LocalHandle
+
+    store = Store.func_or_class(str(data_dir), "test")
+    store_handle = LocalHandle(store)
+    base = LocalBase(BaseRole(str(data_dir), store_handle))
+    planner = Planner.func_or_class(store_handle, LocalHandle(base), "test")
+    services = Services(
+        store=store_handle,
+        planner=LocalHandle(planner),
+        args=AppArgs(data_dir=data_dir, max_body_bytes=2 * 1024 * 1024),
+        version="test",
+    )
+    with TestClient(create_api(services)) as client:
+        client.store = store  # type: ignore[attr-defined]
+        client.base = base  # type: ignore[attr-defined]
+        yield client
+    store._db.close()

@@ -1,0 +1,71 @@
+"""One local Ray cluster for the whole test session; the app deployed on it over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serve_app.config import AppArgs, ReplicaOptions
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
+    import ray
+    from ray import serve
+
+    port = _free_port()
+    # Logical CPUs: replicas reserve fractions of them; the machine has 2 real cores.
+    ray.init(
+        num_cpus=8,
+        include_dashboard=False,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def small_app_args(data_dir: Path) -> AppArgs:
+    light = ReplicaOptions(num_cpus=0.25)
+    return AppArgs(
+        data_dir=data_dir, ingress=light, store=light, planner=light, base=ReplicaOptions(num_cpus=1, num_gpus=0)
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(ray_serve: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The application deployed over a fresh data folder with the demo checkpoint."""
+    from ray import serve
+
+    from deployments.tiny import write_demo_checkpoint
+    from serve_app.app import build_app
+    from storage.files import DataPaths
+
+    paths = DataPaths(tmp_path_factory.mktemp("data")).ensure()
+    write_demo_checkpoint(paths.models("checkpoint"))
+    serve.run(build_app(small_app_args(paths.root)), name="enfugue", route_prefix="/")
+    try:
+        yield ray_serve, paths.root
+    finally:
+        serve.delete("enfugue")
+
+
+@pytest.fixture
+def http(deployed: tuple[str, Path]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=deployed[0], timeout=60) as client:
+        yield client

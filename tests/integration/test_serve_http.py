@@ -1,0 +1,74 @@
+"""The whole flow on a real local Ray cluster over real HTTP: invoke, poll, image, history, delete."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+FINISHED = ("completed", "error", "cancelled")
+
+
+def _invoke(http: httpx.Client, **body: object) -> dict:
+    # As curl -d sends it: a form content type with a JSON body.
+    response = http.post("/api/invoke", content=json.dumps(body), headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def _finished(http: httpx.Client, uuid: str) -> dict:
+    return wait_for(
+        lambda: http.get(f"/api/invocation/{uuid}").json()["data"], lambda s: s["status"] in FINISHED, timeout=120
+    )
+
+
+def test_invoke_poll_image_history_delete(http: httpx.Client, deployed: tuple[str, Path]) -> None:
+    queued = _invoke(http, prompt="Hello, world!", width=64, height=64, num_inference_steps=4, seed=7)
+    assert queued["status"] in ("queued", "processing")
+    assert set(queued) >= {"id", "uuid", "status", "progress", "step", "total", "rate", "duration", "images"}
+
+    status = _finished(http, queued["uuid"])
+    assert status["status"] == "completed", status
+    assert status["progress"] == 1.0 and status["step"] == status["total"]
+    assert status["images"] == [f"images/{queued['uuid']}_0.png"]
+
+    png = http.get("/api/invocation/" + status["images"][0])
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(png.content))
+    assert image.format == "PNG" and image.size == (64, 64)
+    assert json.loads(image.text["plan"])["seed"] == 7
+
+    history = http.get("/api/invocation-history").json()
+    assert history["meta"]["count"] >= 1
+    assert queued["uuid"] in [row["attributes"]["id"] for row in history["data"]]
+
+    assert http.delete(f"/api/invocation/{queued['uuid']}").json() == {"meta": {"params": {}}, "data": None}
+    assert http.get(f"/api/invocation/{queued['uuid']}").status_code == 404
+    assert not (deployed[1] / "images" / f"{queued['uuid']}_0.png").exists()
+
+
+def test_same_seed_same_pixels_across_the_cluster(http: httpx.Client) -> None:
+    def pixels(seed: int) -> bytes:
+        uuid = _invoke(http, prompt="a cat", width=64, height=64, num_inference_steps=3, seed=seed)["uuid"]
+        status = _finished(http, uuid)
+        assert status["status"] == "completed", status
+        return Image.open(io.BytesIO(http.get("/api/invocation/" + status["images"][0]).content)).tobytes()
+
+    first, again, other = pixels(11), pixels(11), pixels(12)
+    assert first == again
+    assert first != other
+
+
+def test_bad_input_is_a_400_and_the_server_keeps_serving(http: httpx.Client) -> None:
+    response = http.post("/api/invoke", content='{"num_inference_steps": -1}')
+    assert response.status_code == 400
+    assert "num_inference_steps" in response.json()["errors"][0]["detail"]
+    assert http.get("/api").status_code == 200
