@@ -15,7 +15,11 @@ from typing import Any, NamedTuple
 import diffusers
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+from diffusers.loaders.single_file_utils import (
+    SingleFileComponentError,
+    infer_diffusers_model_type,
+    load_single_file_checkpoint,
+)
 from safetensors import safe_open
 
 from deployments.model_configs import FAMILIES, ensure_config_folder
@@ -47,6 +51,9 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 TEXT_TO_IMAGE = frozenset({"StableDiffusionPipeline", "StableDiffusionXLPipeline"})
 
 
+_LDM_UNET_INPUT = "model.diffusion_model.input_blocks.0.0.weight"
+
+
 class _Shape(NamedTuple):
     """Stands in for a tensor where only ``.shape`` is read (family detection)."""
 
@@ -65,14 +72,19 @@ def detect_family(path: Path) -> str:
     if path.suffix.lower() == ".safetensors":
         with safe_open(str(path), framework="pt") as handle:
             checkpoint: dict[str, Any] = {
-                key: _Shape(tuple(handle.get_slice(key).get_shape())) for key in handle.keys()  # noqa: SIM118
+                key: _Shape(tuple(handle.get_slice(key).get_shape()))
+                for key in handle.keys()  # noqa: SIM118
             }
     else:
         checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
+    unknown = BadRequestError(f"{path.name}: not a Stable Diffusion checkpoint in the original (LDM) layout")
+    # diffusers' detection falls back to "v1" for anything; a UNet must be there at least.
+    if _LDM_UNET_INPUT not in checkpoint:
+        raise unknown
     try:
         family = infer_diffusers_model_type(checkpoint)
     except Exception as error:  # diffusers raises on layouts it does not know
-        raise BadRequestError(f"{path.name}: not a Stable Diffusion checkpoint diffusers can read") from error
+        raise unknown from error
     if family not in FAMILIES:
         raise BadRequestError(f"{path.name}: a {family!r} checkpoint; supported: {', '.join(FAMILIES)}")
     return family
@@ -102,11 +114,13 @@ def load_pipeline(path: Path, configs_root: Path, dtype: torch.dtype) -> Diffusi
         )
     pipeline_class = getattr(diffusers, class_name)
     options = {"dtype": dtype, "local_files_only": True, **_without_safety_checker(class_name)}
-    if single_file:
-        pipeline = pipeline_class.from_single_file(str(path), config=str(config_folder), **options)
-    else:
-        pipeline = pipeline_class.from_pretrained(str(path), **options)
-    return pipeline
+    try:
+        if single_file:
+            return pipeline_class.from_single_file(str(path), config=str(config_folder), **options)
+        return pipeline_class.from_pretrained(str(path), **options)
+    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:
+        # Missing or mismatched weights: the file is the problem, not the server.
+        raise BadRequestError(f"{path.name}: could not be loaded ({type(error).__name__}: {error})"[:500]) from error
 
 
 def make_scheduler(config: Any, name: str | None, seed: int) -> Any:

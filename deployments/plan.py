@@ -91,7 +91,8 @@ def make_plan(request: InvokeRequest, checkpoint: Checkpoint, random_seed: int) 
     """The plan for a validated request.
 
     ``random_seed`` is used when the request has none, so the plan records the seed it ran
-    with; sample ``i`` uses seed + i, so any one output can be reproduced on its own.
+    with; sample ``i`` starts from the noise of seed + i, so any one output can be redone on
+    its own (batched and single runs may differ in the last bit of a few pixels).
     """
     seed = request.seed if request.seed is not None else random_seed
     image = to_rgb(decode_data_uri(request.image)) if request.image is not None else None

@@ -38,7 +38,7 @@ def ensure_a_checkpoint(paths: DataPaths) -> None:
         "Its images are noise. To generate real images, put a Stable Diffusion checkpoint\n"
         f"(.safetensors or .ckpt, SD 1.x / 2.x / SDXL, or a diffusers folder) into {folder}\n"
         'and pass its file name as "model" to /api/invoke, or make it the default with\n'
-        "POST /api/settings {\"default_checkpoint\": \"<file name>\"}."
+        'POST /api/settings {"default_checkpoint": "<file name>"}.'
     )
 
 

@@ -7,9 +7,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from serve_app.config import AppArgs
@@ -65,6 +65,10 @@ def get_services(request: Request) -> Services:
 def current_user() -> User:
     """Without authentication every request acts as the built-in admin."""
     return User(id=ADMIN_USER_ID, admin=True)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+UserDep = Annotated[User, Depends(current_user)]
 
 
 async def read_json(request: Request) -> Any:

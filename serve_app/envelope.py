@@ -38,9 +38,7 @@ def success(request: Request, data: Any, **meta: Any) -> JSONResponse:
     return JSONResponse({"meta": {"params": meta_params(request), **meta}, "data": data})
 
 
-def error_response(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+def error_response(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"errors": [{"status": str(status), "title": title, "detail": detail}]}
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -57,11 +57,7 @@ class DataPaths:
 
 
 def is_diffusers_folder(path: Path) -> bool:
-    return (
-        path.is_dir()
-        and not path.name.endswith(SIDECAR_SUFFIX)
-        and (path / "model_index.json").is_file()
-    )
+    return path.is_dir() and not path.name.endswith(SIDECAR_SUFFIX) and (path / "model_index.json").is_file()
 
 
 def list_models(folder: Path) -> list[str]:

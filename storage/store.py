@@ -107,8 +107,12 @@ class Store:
                 return
             live = self._live.pop(uuid, None)
             self._db.update_invocation(
-                uuid, status="error", error=message, ended=utcnow(),
-                step=live.step if live else None, total=live.total if live else None,
+                uuid,
+                status="error",
+                error=message,
+                ended=utcnow(),
+                step=live.step if live else None,
+                total=live.total if live else None,
             )
 
     def status(self, uuid: str, user_id: int) -> dict[str, Any]:
@@ -120,8 +124,11 @@ class Store:
             if record["status"] in ACTIVE_STATUSES:
                 live = self._live.pop(uuid, None)
                 self._db.update_invocation(
-                    uuid, status="cancelled", ended=utcnow(),
-                    step=live.step if live else None, total=live.total if live else None,
+                    uuid,
+                    status="cancelled",
+                    ended=utcnow(),
+                    step=live.step if live else None,
+                    total=live.total if live else None,
                 )
                 record = self._db.invocation(uuid) or record
         return self._status(record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from typing import Any
 
 
@@ -47,13 +48,16 @@ class LocalHandle:
 
 
 class LocalBase:
-    """The Base deployment without Ray: the same role, with a plain dict for loaded pipelines."""
+    """The Base deployment without Ray: the same role, a dict of loaded pipelines, and a lock
+    for what ``max_ongoing_requests=1`` guarantees there (one request at a time)."""
 
     def __init__(self, role: Any) -> None:
         self.role = role
         self.pipelines: dict[str, Any] = {}
+        self._one_at_a_time = threading.Lock()
 
     def generate(self, uuid: str, step: Any, offset: int, remaining: int) -> Any:
-        if step.pipeline_key not in self.pipelines:
-            self.pipelines[step.pipeline_key] = self.role.load(step.pipeline_key)
-        return self.role.generate(self.pipelines[step.pipeline_key], uuid, step, offset, remaining)
+        with self._one_at_a_time:
+            if step.pipeline_key not in self.pipelines:
+                self.pipelines[step.pipeline_key] = self.role.load(step.pipeline_key)
+            return self.role.generate(self.pipelines[step.pipeline_key], uuid, step, offset, remaining)

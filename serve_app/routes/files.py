@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.dependencies import Services, User, current_user, get_services
+from serve_app.dependencies import ServicesDep, UserDep
 from serve_app.envelope import success
 from storage.files import list_models
 
@@ -26,9 +26,7 @@ _LISTINGS = {
 
 def _listing(kind: str):  # noqa: ANN202 - a route factory
     # Sync, so FastAPI runs the folder walk in its thread pool, off the event loop.
-    def listing(
-        request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
-    ) -> JSONResponse:
+    def listing(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
         return success(request, list_models(services.paths.models(kind)))
 
     return listing

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from serve_app.dependencies import Services, User, current_user, get_services, parse_body
+from serve_app.dependencies import ServicesDep, UserDep, parse_body
 from serve_app.envelope import success
 from serve_app.errors import NotFoundError
 from serve_app.models import default_checkpoint, resolve_checkpoint
@@ -26,9 +26,7 @@ def _checked_uuid(uuid: str) -> str:
 
 
 @router.post("/api/invoke")
-async def invoke(
-    request: Request, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> JSONResponse:
+async def invoke(request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     invocation = await parse_body(request, InvokeRequest)
     if invocation.model is not None:
         checkpoint = resolve_checkpoint(invocation.model, services.paths)
@@ -40,38 +38,28 @@ async def invoke(
 
 
 @router.get("/api/invocation/images/{name}")
-async def image(
-    name: str, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> Response:
+async def image(name: str, services: ServicesDep, user: UserDep) -> Response:
     return Response(await services.store.image.remote(name, user.id), media_type="image/png")
 
 
 @router.get("/api/invocation/{uuid}")
-async def invocation_status(
-    uuid: str, request: Request, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> JSONResponse:
+async def invocation_status(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     return success(request, await services.store.status.remote(_checked_uuid(uuid), user.id))
 
 
 @router.post("/api/invocation/{uuid}/cancel")
-async def cancel(
-    uuid: str, request: Request, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> JSONResponse:
+async def cancel(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     return success(request, await services.store.cancel.remote(_checked_uuid(uuid), user.id))
 
 
 @router.delete("/api/invocation/{uuid}")
-async def delete(
-    uuid: str, request: Request, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> JSONResponse:
+async def delete(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     await services.store.delete.remote(_checked_uuid(uuid), user.id)
     return success(request, None)
 
 
 @router.get("/api/invocation-history")
-async def history(
-    request: Request, services: Services = Depends(get_services), user: User = Depends(current_user)
-) -> JSONResponse:
+async def history(request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     page = parse_page(request)
     rows, count = await services.store.history.remote(user.id, page.limit, page.offset)
     return success(request, rows, count=count)

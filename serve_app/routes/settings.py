@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.dependencies import Services, User, current_user, get_services, parse_body
+from serve_app.dependencies import ServicesDep, UserDep, parse_body
 from serve_app.envelope import success
 from serve_app.models import resolve_checkpoint
 from serve_app.schemas import SettingsUpdate
@@ -14,17 +14,13 @@ router = APIRouter()
 
 
 @router.get("/api/settings")
-async def get_settings(
-    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
-) -> JSONResponse:
+async def get_settings(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
     return success(request, await services.store.settings.remote())
 
 
 @router.post("/api/settings")
 @router.post("/api/settings/", include_in_schema=False)
-async def update_settings(
-    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
-) -> JSONResponse:
+async def update_settings(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
     changes = (await parse_body(request, SettingsUpdate)).changes()
     if changes.get("default_checkpoint") is not None:
         changes["default_checkpoint"] = resolve_checkpoint(

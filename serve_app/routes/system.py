@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.dependencies import Services, User, current_user, get_services
+from serve_app.dependencies import ServicesDep, UserDep
 from serve_app.envelope import success
 
 router = APIRouter()
 
 
 @router.get("/api")
-async def status(
-    request: Request, services: Services = Depends(get_services), _: User = Depends(current_user)
-) -> JSONResponse:
+async def status(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
     counts = await services.store.invocation_counts.remote()
     return success(
         request,

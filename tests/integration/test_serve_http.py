@@ -19,7 +19,9 @@ FINISHED = ("completed", "error", "cancelled")
 
 def _invoke(http: httpx.Client, **body: object) -> dict:
     # As curl -d sends it: a form content type with a JSON body.
-    response = http.post("/api/invoke", content=json.dumps(body), headers={"content-type": "application/x-www-form-urlencoded"})
+    response = http.post(
+        "/api/invoke", content=json.dumps(body), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 200, response.text
     return response.json()["data"]
 

@@ -1,0 +1,177 @@
+"""/api/invoke and the invocation routes over HTTP, with the real Store, Planner and Base role in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.conftest import wait_for
+from tests.images import data_uri, gradient
+
+SMALL = {"width": 64, "height": 64, "num_inference_steps": 3}
+
+
+def invoke(client: TestClient, body: dict[str, Any] | str) -> dict[str, Any]:
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = client.post("/api/invoke", content=content)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def finished(client: TestClient, uuid: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: client.get(f"/api/invocation/{uuid}").json()["data"],
+        lambda status: status["status"] not in ("queued", "processing"),
+    )
+
+
+def output(client: TestClient, status: dict[str, Any], index: int = 0) -> Image.Image:
+    response = client.get("/api/invocation/" + status["images"][index])
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def error_of(response: Any, status: int) -> str:
+    assert response.status_code == status, response.text
+    (error,) = response.json()["errors"]
+    assert error["status"] == str(status)
+    return error["detail"]
+
+
+def test_the_seed_example_completes_with_a_png(local_app: TestClient, data_dir: Path) -> None:
+    queued = invoke(local_app, '{"prompt": "Hello, world!", "width": 64, "height": 64, "num_inference_steps": 4}')
+    assert queued["status"] == "queued" and queued["id"] == 1 and len(queued["uuid"]) == 32
+    status = finished(local_app, queued["uuid"])
+    assert status["status"] == "completed", status
+    assert status["step"] == status["total"] and status["progress"] == 1.0
+    assert status["rate"] > 0 and status["duration"] > 0
+    image = output(local_app, status)
+    assert image.size == (64, 64)
+    plan = json.loads(image.text["plan"])
+    assert plan["steps"][0]["prompt"] == "Hello, world!"
+    assert image.text["enfugue-serve"] == "test"
+
+
+def test_same_seed_same_pixels_and_another_seed_differs(local_app: TestClient) -> None:
+    def pixels(seed: int) -> bytes:
+        return output(local_app, finished(local_app, invoke(local_app, {**SMALL, "seed": seed})["uuid"])).tobytes()
+
+    assert pixels(5) == pixels(5)
+    assert pixels(5) != pixels(6)
+
+
+def test_samples_give_one_image_each_and_sample_i_uses_seed_plus_i(local_app: TestClient) -> None:
+    many = finished(local_app, invoke(local_app, {**SMALL, "seed": 20, "samples": 2})["uuid"])
+    assert len(many["images"]) == 2
+    single = finished(local_app, invoke(local_app, {**SMALL, "seed": 21})["uuid"])
+    # Same noise; batched and single runs may round differently in the last bit.
+    batched, alone = output(local_app, many, 1), output(local_app, single)
+    assert max(abs(a - b) for a, b in zip(batched.tobytes(), alone.tobytes(), strict=True)) <= 2
+    assert output(local_app, many, 0).tobytes() != batched.tobytes()
+
+
+def test_img2img_keeps_the_input_size(local_app: TestClient) -> None:
+    body = {"image": data_uri(gradient(64, 48)), "strength": 0.5, "num_inference_steps": 4, "scheduler": "ddim"}
+    status = finished(local_app, invoke(local_app, body)["uuid"])
+    assert status["status"] == "completed", status
+    assert status["total"] == 2
+    assert output(local_app, status).size == (64, 48)
+
+
+def test_history_then_delete_removes_record_and_file(local_app: TestClient, data_dir: Path) -> None:
+    uuid = invoke(local_app, {**SMALL, "prompt": "to delete"})["uuid"]
+    finished(local_app, uuid)
+    history = local_app.get("/api/invocation-history?limit=1").json()
+    assert history["meta"] == {"params": {"limit": ["1"]}, "count": 1}
+    (row,) = history["data"]
+    assert row["type"] == "DiffusionInvocation" and row["attributes"]["id"] == uuid
+    assert row["attributes"]["plan"]["steps"][0]["prompt"] == "to delete"
+    assert (data_dir / "images" / f"{uuid}_0.png").exists()
+
+    assert local_app.delete(f"/api/invocation/{uuid}").json() == {"meta": {"params": {}}, "data": None}
+    assert not (data_dir / "images" / f"{uuid}_0.png").exists()
+    assert error_of(local_app.get(f"/api/invocation/{uuid}"), 404)
+    assert local_app.get("/api/invocation-history").json()["meta"]["count"] == 0
+
+
+def test_every_scheduler_runs(local_app: TestClient) -> None:
+    from serve_app.schemas import SCHEDULERS
+
+    assert local_app.post("/api/settings", json={"max_queued_invocations": len(SCHEDULERS)}).status_code == 200
+    uuids = {
+        name: invoke(local_app, {**SMALL, "num_inference_steps": 2, "scheduler": name})["uuid"] for name in SCHEDULERS
+    }
+    for name, uuid in uuids.items():
+        assert finished(local_app, uuid)["status"] == "completed", name
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"num_inference_steps": -1}, "num_inference_steps"),
+        ({"width": 100}, "width"),
+        ({"scheduler": "fastest"}, "scheduler"),
+        ({"model": "nope.safetensors"}, "model"),
+        ({"model": "../enfugue.duckdb"}, "model"),
+        ({"image": "data:image/png;base64,iVBORw0KGgo"}, "image"),
+        ({"image": "data:text/plain;base64,aGVsbG8gd29ybGQ="}, "image"),
+        ({"lora": "x.safetensors"}, "lora"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(local_app: TestClient, body: dict[str, Any], field: str) -> None:
+    detail = error_of(local_app.post("/api/invoke", json=body), 400)
+    assert detail.startswith(field), detail
+    assert local_app.get("/api").status_code == 200
+
+
+def test_malformed_json_and_oversized_bodies(local_app: TestClient) -> None:
+    assert "body: not valid JSON" in error_of(local_app.post("/api/invoke", content="{prompt"), 400)
+    huge = json.dumps({"prompt": "x" * (3 * 1024 * 1024)})
+    assert "body: larger than the limit" in error_of(local_app.post("/api/invoke", content=huge), 413)
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for _ in range(40):
+            yield b" " * (100 * 1024)
+
+    assert error_of(local_app.post("/api/invoke", content=chunks()), 413)
+    assert local_app.get("/api").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/invocation/not-a-uuid", "/api/invocation/" + "f" * 32, "/api/invocation/images/" + "f" * 32 + "_0.png"],
+)
+def test_unknown_invocations_and_images_are_404(local_app: TestClient, path: str) -> None:
+    assert error_of(local_app.get(path), 404)
+
+
+@pytest.mark.parametrize("name", ["..%2Fenfugue.duckdb", "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "secret.txt"])
+def test_image_traversal_is_refused(local_app: TestClient, name: str) -> None:
+    response = local_app.get(f"/api/invocation/images/{name}")
+    assert 400 <= response.status_code < 500 and "errors" in response.json()
+
+
+def test_queue_limit_answers_429_with_retry_after(local_app: TestClient) -> None:
+    assert local_app.post("/api/settings", json={"max_queued_invocations": 1}).status_code == 200
+    statuses = [local_app.post("/api/invoke", json={**SMALL, "num_inference_steps": 50}) for _ in range(4)]
+    refused = [response for response in statuses if response.status_code == 429]
+    assert refused, [response.status_code for response in statuses]
+    assert refused[0].headers["retry-after"].isdigit()
+    assert refused[0].json()["errors"][0]["title"] == "TooManyRequestsError"
+    for response in statuses:
+        if response.status_code == 200:
+            local_app.post(f"/api/invocation/{response.json()['data']['uuid']}/cancel")
+
+
+def test_cancel_a_running_invocation(local_app: TestClient) -> None:
+    uuid = invoke(local_app, {"width": 256, "height": 256, "num_inference_steps": 200})["uuid"]
+    wait_for(lambda: local_app.get(f"/api/invocation/{uuid}").json()["data"], lambda s: (s["step"] or 0) >= 1)
+    assert local_app.post(f"/api/invocation/{uuid}/cancel").json()["data"]["status"] == "cancelled"
+    status = finished(local_app, uuid)
+    assert status["status"] == "cancelled" and status["step"] < 200 and status["images"] is None
