@@ -1,0 +1,294 @@
+"""Tiny Stable Diffusion models for tests, and writers for the files users bring.
+
+Users bring checkpoints in two layouts: diffusers folders and the original
+LDM / SGM single files (A1111, ComfyUI, Civitai). The single-file writer here
+ports diffusers' `scripts/convert_diffusers_to_original_stable_diffusion.py`
+and `scripts/convert_diffusers_to_original_sdxl.py`, but derives the block
+numbering from the UNet config instead of hard-coding SD's sizes, so it works
+for the tiny shapes too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ModelMixin, StableDiffusionInpaintPipeline
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+
+from deployments.tiny import (
+    DEMO_CHECKPOINT_NAME,
+    tiny_sd15_components,
+    tiny_sd15_pipeline,
+    tiny_sdxl_components,
+    tiny_sdxl_pipeline,
+    tiny_sdxl_refiner_pipeline,
+    tiny_tokenizer,
+    write_demo_checkpoint,
+)
+
+__all__ = [
+    "DEMO_CHECKPOINT_NAME",
+    "ldm_state_dict",
+    "tiny_sd15_components",
+    "tiny_sd15_inpaint_pipeline",
+    "tiny_sd15_pipeline",
+    "tiny_sdxl_components",
+    "tiny_sdxl_pipeline",
+    "tiny_sdxl_refiner_pipeline",
+    "tiny_tokenizer",
+    "write_config_folder",
+    "write_demo_checkpoint",
+    "write_diffusers_folder",
+    "write_ldm_checkpoint",
+    "write_ldm_single_file",
+]
+
+Tensors = dict[str, torch.Tensor]
+
+
+def tiny_sd15_inpaint_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
+    return StableDiffusionInpaintPipeline(**tiny_sd15_components(seed, in_channels=9), requires_safety_checker=False)
+
+
+# ---------------------------------------------------------------- folders
+
+
+def write_diffusers_folder(pipe: DiffusionPipeline, folder: Path) -> Path:
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    return Path(folder)
+
+
+def write_config_folder(pipe: DiffusionPipeline, folder: Path) -> Path:
+    """The diffusers folder tree with configs and tokenizer files but no weights.
+
+    This is what `from_single_file(config=...)` needs to build the pipeline offline.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pipe.save_config(str(folder))  # model_index.json
+    for name, component in pipe.components.items():
+        if component is None:
+            continue
+        target = str(folder / name)
+        if isinstance(component, ModelMixin):
+            component.save_config(target)
+        elif isinstance(component, PreTrainedModel):
+            component.config.save_pretrained(target)
+        else:  # schedulers and tokenizers: their save writes no weights
+            component.save_pretrained(target)
+    return folder
+
+
+# ------------------------------------------------------- UNet to LDM keys
+
+_UNET_RESNET_PARTS = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+
+
+def _unet_prefixes(config) -> dict[str, str]:
+    """Diffusers module prefix -> LDM prefix, numbered as LDM's UNetModel does."""
+    per_block = config.layers_per_block
+    if not isinstance(per_block, int):
+        raise TypeError(f"per-level `layers_per_block` is not supported: {per_block!r}")
+    prefixes = {
+        "conv_in.": "input_blocks.0.0.",
+        "time_embedding.linear_1.": "time_embed.0.",
+        "time_embedding.linear_2.": "time_embed.2.",
+        "add_embedding.linear_1.": "label_emb.0.0.",
+        "add_embedding.linear_2.": "label_emb.0.2.",
+        "conv_norm_out.": "out.0.",
+        "conv_out.": "out.2.",
+        "mid_block.resnets.0.": "middle_block.0.",
+        "mid_block.attentions.0.": "middle_block.1.",
+        "mid_block.resnets.1.": "middle_block.2.",
+    }
+    # LDM numbers input blocks flat: conv_in, then per level its layers and a
+    # downsampler.
+    for level in range(len(config.down_block_types)):
+        down, first = f"down_blocks.{level}.", 1 + level * (per_block + 1)
+        for layer in range(per_block):
+            prefixes[f"{down}resnets.{layer}."] = f"input_blocks.{first + layer}.0."
+            prefixes[f"{down}attentions.{layer}."] = f"input_blocks.{first + layer}.1."
+        prefixes[f"{down}downsamplers.0.conv."] = f"input_blocks.{first + per_block}.0.op."
+    # Output blocks have one layer more per level; the upsampler follows the
+    # level's last resnet and its attention, if the level has one.
+    for level, block_type in enumerate(config.up_block_types):
+        up, first = f"up_blocks.{level}.", level * (per_block + 1)
+        for layer in range(per_block + 1):
+            prefixes[f"{up}resnets.{layer}."] = f"output_blocks.{first + layer}.0."
+            prefixes[f"{up}attentions.{layer}."] = f"output_blocks.{first + layer}.1."
+        slot = 2 if "CrossAttn" in block_type else 1
+        prefixes[f"{up}upsamplers.0."] = f"output_blocks.{first + per_block}.{slot}."
+    return prefixes
+
+
+def _split_prefix(key: str, prefixes: dict[str, str]) -> tuple[str, str]:
+    matches = [prefix for prefix in prefixes if key.startswith(prefix)]
+    if not matches:
+        raise ValueError(f"no LDM name for diffusers key {key!r}")
+    prefix = max(matches, key=len)
+    return prefix, key[len(prefix) :]
+
+
+def unet_to_ldm(unet) -> Tensors:
+    prefixes = _unet_prefixes(unet.config)
+    converted = {}
+    for key, tensor in unet.state_dict().items():
+        prefix, rest = _split_prefix(key, prefixes)
+        if ".resnets." in prefix:
+            part, _, leaf = rest.partition(".")
+            rest = f"{_UNET_RESNET_PARTS.get(part, part)}.{leaf}"
+        converted[prefixes[prefix] + rest] = tensor
+    return converted
+
+
+# -------------------------------------------------------- VAE to LDM keys
+
+_VAE_ATTENTION_PARTS = {
+    "group_norm": "norm",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+}
+
+
+def _vae_prefixes(config) -> dict[str, str]:
+    levels = len(config.block_out_channels)
+    prefixes = {"quant_conv.": "quant_conv.", "post_quant_conv.": "post_quant_conv."}
+    for side in ("encoder", "decoder"):
+        prefixes[f"{side}.conv_in."] = f"{side}.conv_in."
+        prefixes[f"{side}.conv_out."] = f"{side}.conv_out."
+        prefixes[f"{side}.conv_norm_out."] = f"{side}.norm_out."
+        prefixes[f"{side}.mid_block.attentions.0."] = f"{side}.mid.attn_1."
+        for index in range(2):
+            prefixes[f"{side}.mid_block.resnets.{index}."] = f"{side}.mid.block_{index + 1}."
+    for level in range(levels):
+        down, up = f"encoder.down_blocks.{level}.", f"decoder.up_blocks.{level}."
+        prefixes[f"{down}resnets."] = f"encoder.down.{level}.block."
+        prefixes[f"{down}downsamplers.0."] = f"encoder.down.{level}.downsample."
+        # LDM numbers decoder levels from the lowest resolution up, diffusers
+        # from the highest.
+        prefixes[f"{up}resnets."] = f"decoder.up.{levels - 1 - level}.block."
+        prefixes[f"{up}upsamplers.0."] = f"decoder.up.{levels - 1 - level}.upsample."
+    return prefixes
+
+
+def vae_to_ldm(vae) -> Tensors:
+    prefixes = _vae_prefixes(vae.config)
+    converted = {}
+    for key, tensor in vae.state_dict().items():
+        prefix, rest = _split_prefix(key, prefixes)
+        if ".attentions." in prefix:
+            module, _, leaf = rest.rpartition(".")
+            rest = f"{_VAE_ATTENTION_PARTS[module]}.{leaf}"
+            # LDM's VAE attention has 1x1 convolutions where diffusers has linears.
+            if leaf == "weight" and module != "group_norm":
+                tensor = tensor.reshape(*tensor.shape, 1, 1)
+        rest = rest.replace("conv_shortcut.", "nin_shortcut.")
+        converted[prefixes[prefix] + rest] = tensor
+    return converted
+
+
+# ----------------------------------------------- text encoders to LDM keys
+
+
+def _clip_state_dict(text_encoder) -> Tensors:
+    """The CLIP state dict with the `text_model.` prefix that transformers 5 drops."""
+    state = {}
+    for key, tensor in text_encoder.state_dict().items():
+        if key.endswith("position_ids"):
+            continue  # a buffer older checkpoints carried; the loader rebuilds it
+        if not key.startswith(("text_model.", "text_projection.")):
+            key = "text_model." + key
+        state[key] = tensor
+    return state
+
+
+_OPEN_CLIP_PARTS = [
+    ("text_model.embeddings.token_embedding.weight", "token_embedding.weight"),
+    ("text_model.embeddings.position_embedding.weight", "positional_embedding"),
+    ("text_model.final_layer_norm.", "ln_final."),
+    ("text_model.encoder.layers.", "transformer.resblocks."),
+    (".self_attn.", ".attn."),
+    (".layer_norm1.", ".ln_1."),
+    (".layer_norm2.", ".ln_2."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+]
+
+
+def open_clip_to_ldm(text_encoder) -> Tensors:
+    """A `CLIPTextModelWithProjection` in OpenCLIP's layout (SDXL's OpenCLIP)."""
+    state = _clip_state_dict(text_encoder)
+    converted = {}
+    fused: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        if key == "text_projection.weight":
+            # OpenCLIP computes x @ P; a linear layer stores P transposed.
+            converted["text_projection"] = tensor.T
+            continue
+        name = key
+        for old, new in _OPEN_CLIP_PARTS:
+            name = name.replace(old, new)
+        head, _, leaf = name.rpartition(".")
+        if head.endswith(("attn.q_proj", "attn.k_proj", "attn.v_proj")):
+            # OpenCLIP uses nn.MultiheadAttention: q, k, v stacked in one in_proj.
+            attention, _, projection = head.rpartition(".")
+            fused.setdefault(f"{attention}.in_proj_{leaf}", {})[projection] = tensor
+            continue
+        converted[name] = tensor
+    for key, parts in fused.items():
+        converted[key] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    return converted
+
+
+def _prefixed(prefix: str, tensors: Tensors) -> Tensors:
+    return {prefix + key: tensor for key, tensor in tensors.items()}
+
+
+def ldm_state_dict(pipe: DiffusionPipeline) -> Tensors:
+    """The pipeline's UNet, VAE and text encoder(s) in the original LDM/SGM layout."""
+    state = {
+        **_prefixed("model.diffusion_model.", unet_to_ldm(pipe.unet)),
+        **_prefixed("first_stage_model.", vae_to_ldm(pipe.vae)),
+    }
+    text_encoder = pipe.components.get("text_encoder")
+    text_encoder_2 = pipe.components.get("text_encoder_2")
+    if text_encoder_2 is None:  # SD1.x: one OpenAI CLIP, HF layout
+        state.update(_prefixed("cond_stage_model.transformer.", _clip_state_dict(text_encoder)))
+    elif text_encoder is None:  # SDXL refiner: OpenCLIP alone, as embedder 0
+        state.update(_prefixed("conditioner.embedders.0.model.", open_clip_to_ldm(text_encoder_2)))
+    else:  # SDXL base: OpenAI CLIP (HF layout) then OpenCLIP
+        state.update(_prefixed("conditioner.embedders.0.transformer.", _clip_state_dict(text_encoder)))
+        state.update(_prefixed("conditioner.embedders.1.model.", open_clip_to_ldm(text_encoder_2)))
+    # Own, contiguous storage: safetensors refuses views and shared tensors.
+    return {key: tensor.detach().clone().contiguous() for key, tensor in state.items()}
+
+
+def write_ldm_single_file(pipe: DiffusionPipeline, path: Path) -> Path:
+    """Write an LDM-layout `.safetensors`, or a `.ckpt` holding {"state_dict": ...}."""
+    path = Path(path)
+    state = ldm_state_dict(pipe)
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    elif path.suffix == ".ckpt":
+        torch.save({"state_dict": state}, path)
+    else:
+        raise ValueError(f"`path` must end in .safetensors or .ckpt, got {path.name!r}")
+    return path
+
+
+def write_ldm_checkpoint(pipe: DiffusionPipeline, checkpoint_dir: Path, name: str) -> Path:
+    """Write `checkpoint_dir/name` and its sidecar config folder `<stem>.config`."""
+    path = write_ldm_single_file(pipe, Path(checkpoint_dir) / name)
+    write_config_folder(pipe, path.with_name(f"{path.stem}.config"))
+    return path
