@@ -36,9 +36,11 @@ class AppArgs(BaseModel):
     # Request bodies carry images as data URIs; anything larger is refused with 413.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
-    ingress: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
-    store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
-    planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
+    # The ingress, Store and Planner wait on I/O; a small CPU share lets a 2-core machine hold
+    # them beside a base replica. Size them up in the Serve config of a cluster.
+    ingress: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     base: ReplicaOptions = Field(default_factory=ReplicaOptions)
 
     @model_validator(mode="after")

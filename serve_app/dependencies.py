@@ -25,7 +25,9 @@ Model = TypeVar("Model", bound=BaseModel)
 
 @dataclass
 class Services:
-    """Handles to the Store and Planner (Ray Serve handles, or local stand-ins in tests)."""
+    """The Store (a ``Remote``: ``await store.method(...)``) and the Planner's handle.
+
+    In tests both wrap local stand-ins for Ray Serve handles."""
 
     store: Any
     planner: Any

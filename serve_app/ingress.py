@@ -13,6 +13,7 @@ from serve_app.config import AppArgs
 from serve_app.dependencies import Services
 from serve_app.envelope import error_response, install_error_handlers
 from serve_app.errors import PayloadTooLargeError
+from serve_app.remote import Remote
 from serve_app.routes import files, invocations, settings, system
 
 
@@ -64,7 +65,7 @@ def create_api(services: Services) -> FastAPI:
 @serve.ingress()
 class Ingress:
     def __init__(self, store: Any, planner: Any, args: AppArgs, version: str) -> None:
-        self._api = create_api(Services(store=store, planner=planner, args=args, version=version))
+        self._api = create_api(Services(store=Remote(store), planner=planner, args=args, version=version))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._api

@@ -16,6 +16,7 @@ from PIL import Image
 from ray import serve
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from serve_app.remote import errors_as_values
 from storage.files import DataPaths
 from storage.images import IMAGE_NAME, image_name, write_png
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
@@ -26,8 +27,9 @@ logger = logging.getLogger(__name__)
 RESTART_MESSAGE = "The server restarted before this invocation finished."
 
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=1000, health_check_period_s=10)
-class Store:
+class StoreService:
+    """The Store's work, raising domain errors; the deployment below answers them as values."""
+
     def __init__(self, data_dir: str, version: str) -> None:
         self._paths = DataPaths(Path(data_dir)).ensure()
         self._version = version
@@ -173,3 +175,8 @@ class Store:
 
     def _status(self, record: dict[str, Any]) -> dict[str, Any]:
         return status_object(record, self._live.get(record["uuid"]), utcnow())
+
+
+Store = serve.deployment(name="Store", num_replicas=1, max_ongoing_requests=1000, health_check_period_s=10)(
+    errors_as_values(StoreService)
+)

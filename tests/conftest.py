@@ -62,6 +62,7 @@ def local_app(data_dir: Path) -> Iterator[Any]:
     from serve_app.config import AppArgs
     from serve_app.dependencies import Services
     from serve_app.ingress import create_api
+    from serve_app.remote import Remote
     from storage.store import Store
     from tests.local_handles import LocalBase, LocalHandle
 
@@ -70,7 +71,7 @@ def local_app(data_dir: Path) -> Iterator[Any]:
     base = LocalBase(BaseRole(str(data_dir), store_handle))
     planner = Planner.func_or_class(store_handle, LocalHandle(base), "test")
     services = Services(
-        store=store_handle,
+        store=Remote(store_handle),
         planner=LocalHandle(planner),
         args=AppArgs(data_dir=data_dir, max_body_bytes=2 * 1024 * 1024),
         version="test",

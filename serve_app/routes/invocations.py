@@ -31,35 +31,35 @@ async def invoke(request: Request, services: ServicesDep, user: UserDep) -> JSON
     if invocation.model is not None:
         checkpoint = resolve_checkpoint(invocation.model, services.paths)
     else:
-        checkpoint = default_checkpoint(await services.store.settings.remote(), services.paths)
-    status = await services.store.admit.remote(user.id, {**invocation.summary(), "model": checkpoint.name})
+        checkpoint = default_checkpoint(await services.store.settings(), services.paths)
+    status = await services.store.admit(user.id, {**invocation.summary(), "model": checkpoint.name})
     services.launch(services.planner.run.remote(status["uuid"], invocation, checkpoint), status["uuid"])
     return success(request, status)
 
 
 @router.get("/api/invocation/images/{name}")
 async def image(name: str, services: ServicesDep, user: UserDep) -> Response:
-    return Response(await services.store.image.remote(name, user.id), media_type="image/png")
+    return Response(await services.store.image(name, user.id), media_type="image/png")
 
 
 @router.get("/api/invocation/{uuid}")
 async def invocation_status(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    return success(request, await services.store.status.remote(_checked_uuid(uuid), user.id))
+    return success(request, await services.store.status(_checked_uuid(uuid), user.id))
 
 
 @router.post("/api/invocation/{uuid}/cancel")
 async def cancel(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    return success(request, await services.store.cancel.remote(_checked_uuid(uuid), user.id))
+    return success(request, await services.store.cancel(_checked_uuid(uuid), user.id))
 
 
 @router.delete("/api/invocation/{uuid}")
 async def delete(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    await services.store.delete.remote(_checked_uuid(uuid), user.id)
+    await services.store.delete(_checked_uuid(uuid), user.id)
     return success(request, None)
 
 
 @router.get("/api/invocation-history")
 async def history(request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
     page = parse_page(request)
-    rows, count = await services.store.history.remote(user.id, page.limit, page.offset)
+    rows, count = await services.store.history(user.id, page.limit, page.offset)
     return success(request, rows, count=count)

@@ -15,7 +15,7 @@ router = APIRouter()
 
 @router.get("/api/settings")
 async def get_settings(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
-    return success(request, await services.store.settings.remote())
+    return success(request, await services.store.settings())
 
 
 @router.post("/api/settings")
@@ -26,4 +26,4 @@ async def update_settings(request: Request, services: ServicesDep, _: UserDep) -
         changes["default_checkpoint"] = resolve_checkpoint(
             changes["default_checkpoint"], services.paths, field="default_checkpoint"
         ).name
-    return success(request, await services.store.update_settings.remote(changes))
+    return success(request, await services.store.update_settings(changes))

@@ -15,7 +15,7 @@ router = APIRouter()
 
 @router.get("/api")
 async def status(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
-    counts = await services.store.invocation_counts.remote()
+    counts = await services.store.invocation_counts()
     return success(
         request,
         {

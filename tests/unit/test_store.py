@@ -11,14 +11,14 @@ from PIL import Image
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
-from storage.store import RESTART_MESSAGE, Store
+from storage.store import RESTART_MESSAGE, StoreService
 
 OWNER, OTHER = 1, 2
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.func_or_class(str(tmp_path), "test")
+def store(tmp_path: Path) -> StoreService:
+    return StoreService(str(tmp_path), "test")
 
 
 def test_migrations_run_once_and_anticipate_every_table(tmp_path: Path) -> None:
@@ -33,14 +33,14 @@ def test_migrations_run_once_and_anticipate_every_table(tmp_path: Path) -> None:
 
 
 def test_settings_default_then_persist(tmp_path: Path) -> None:
-    store = Store.func_or_class(str(tmp_path), "test")
+    store = StoreService(str(tmp_path), "test")
     assert store.settings() == DEFAULT_SETTINGS
     assert store.update_settings({"max_queued_invocations": 2, "cache_mode": None})["cache_mode"] is None
     store._db.close()
-    assert Store.func_or_class(str(tmp_path), "test").settings()["max_queued_invocations"] == 2
+    assert StoreService(str(tmp_path), "test").settings()["max_queued_invocations"] == 2
 
 
-def test_queue_limit_answers_too_many_requests(store: Store) -> None:
+def test_queue_limit_answers_too_many_requests(store: StoreService) -> None:
     store.update_settings({"max_queued_invocations": 2})
     store.admit(OWNER, {})
     store.admit(OWNER, {})
@@ -49,7 +49,7 @@ def test_queue_limit_answers_too_many_requests(store: Store) -> None:
     assert raised.value.retry_after > 0
 
 
-def test_started_invocations_leave_the_queue(store: Store) -> None:
+def test_started_invocations_leave_the_queue(store: StoreService) -> None:
     store.update_settings({"max_queued_invocations": 1})
     first = store.admit(OWNER, {})
     assert store.report_progress(first["uuid"], 0, 4)
@@ -57,7 +57,7 @@ def test_started_invocations_leave_the_queue(store: Store) -> None:
     store.admit(OWNER, {})  # the queue has room again
 
 
-def test_progress_complete_and_image(store: Store, tmp_path: Path) -> None:
+def test_progress_complete_and_image(store: StoreService, tmp_path: Path) -> None:
     uuid = store.admit(OWNER, {"prompt": "x"})["uuid"]
     store.report_progress(uuid, 0, 4)
     store.report_progress(uuid, 2, 4)
@@ -72,7 +72,7 @@ def test_progress_complete_and_image(store: Store, tmp_path: Path) -> None:
     assert png.startswith(b"\x89PNG") and (tmp_path / "images" / f"{uuid}_0.png").read_bytes() == png
 
 
-def test_other_users_see_nothing(store: Store) -> None:
+def test_other_users_see_nothing(store: StoreService) -> None:
     uuid = store.admit(OWNER, {})["uuid"]
     store.complete(uuid, [Image.new("RGB", (8, 8))], {})
     for call in (
@@ -88,12 +88,12 @@ def test_other_users_see_nothing(store: Store) -> None:
 
 
 @pytest.mark.parametrize("name", ["../enfugue.duckdb", "x.png", "0" * 32 + "_0.png/../../etc"])
-def test_image_names_are_checked(store: Store, name: str) -> None:
+def test_image_names_are_checked(store: StoreService, name: str) -> None:
     with pytest.raises((BadRequestError, NotFoundError)):
         store.image(name, OWNER)
 
 
-def test_cancel_stops_progress_and_discards_late_results(store: Store) -> None:
+def test_cancel_stops_progress_and_discards_late_results(store: StoreService) -> None:
     uuid = store.admit(OWNER, {})["uuid"]
     assert store.report_progress(uuid, 1, 4)
     assert store.cancel(uuid, OWNER)["status"] == "cancelled"
@@ -102,7 +102,7 @@ def test_cancel_stops_progress_and_discards_late_results(store: Store) -> None:
     assert store.status(uuid, OWNER)["images"] is None
 
 
-def test_delete_removes_record_and_files(store: Store, tmp_path: Path) -> None:
+def test_delete_removes_record_and_files(store: StoreService, tmp_path: Path) -> None:
     uuid = store.admit(OWNER, {})["uuid"]
     store.complete(uuid, [Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))], {})
     store.delete(uuid, OWNER)
@@ -112,20 +112,20 @@ def test_delete_removes_record_and_files(store: Store, tmp_path: Path) -> None:
 
 
 def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path) -> None:
-    store = Store.func_or_class(str(tmp_path), "test")
+    store = StoreService(str(tmp_path), "test")
     done = store.admit(OWNER, {})["uuid"]
     store.complete(done, [Image.new("RGB", (8, 8))], {})
     running = store.admit(OWNER, {})["uuid"]
     store.report_progress(running, 1, 4)
     store._db.close()
 
-    restarted = Store.func_or_class(str(tmp_path), "test")
+    restarted = StoreService(str(tmp_path), "test")
     assert restarted.status(done, OWNER)["status"] == "completed"
     interrupted = restarted.status(running, OWNER)
     assert interrupted["status"] == "error" and interrupted["message"] == RESTART_MESSAGE
 
 
-def test_history_is_newest_first_with_a_count(store: Store) -> None:
+def test_history_is_newest_first_with_a_count(store: StoreService) -> None:
     uuids = [store.admit(OWNER, {"prompt": str(index)})["uuid"] for index in range(3)]
     rows, count = store.history(OWNER, limit=2, offset=0)
     assert count == 3
