@@ -69,6 +69,8 @@ class Plan:
     steps: tuple[DiffusionStep, ...]
     seed: int
     samples: int
+    # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.
+    model: dict[str, Any] | None = None
 
     @property
     def expected_steps(self) -> int:
@@ -79,6 +81,7 @@ class Plan:
         return {
             "seed": self.seed,
             "samples": self.samples,
+            "model": self.model,
             "steps": [step.to_dict() for step in self.steps],
         }
 
@@ -87,7 +90,9 @@ def _image_summary(image: Image.Image | None) -> dict[str, int] | None:
     return None if image is None else {"width": image.width, "height": image.height}
 
 
-def make_plan(request: InvokeRequest, checkpoint: Checkpoint, random_seed: int) -> Plan:
+def make_plan(
+    request: InvokeRequest, checkpoint: Checkpoint, random_seed: int, model: dict[str, Any] | None = None
+) -> Plan:
     """The plan for a validated request.
 
     ``random_seed`` is used when the request has none, so the plan records the seed it ran
@@ -109,4 +114,4 @@ def make_plan(request: InvokeRequest, checkpoint: Checkpoint, random_seed: int) 
         image=image,
         strength=request.strength if image is not None else None,
     )
-    return Plan(steps=(step,), seed=seed, samples=request.samples)
+    return Plan(steps=(step,), seed=seed, samples=request.samples, model=model)

@@ -22,10 +22,12 @@ class Planner:
         self._base = base
         self._version = version
 
-    async def run(self, uuid: str, request: InvokeRequest, checkpoint: Checkpoint) -> str:
+    async def run(
+        self, uuid: str, request: InvokeRequest, checkpoint: Checkpoint, model: dict[str, Any] | None = None
+    ) -> str:
         """Execute the invocation to its end; the outcome goes to the Store. Returns the final status."""
         try:
-            plan = make_plan(request, checkpoint, random_seed=secrets.randbelow(2**32))
+            plan = make_plan(request, checkpoint, random_seed=secrets.randbelow(2**32), model=model)
             await self._store.record_plan.remote(uuid, plan.to_dict())
             images: list[Any] = []
             done, remaining = 0, plan.expected_steps

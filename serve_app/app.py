@@ -30,7 +30,10 @@ def _gpus(options: ReplicaOptions) -> float:
 
 def build_app(args: AppArgs) -> Application:
     data_dir = str(DataPaths(args.data_dir).ensure().root)
-    store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(data_dir, __version__)
+    initial_password = args.initial_password.get_secret_value() if args.initial_password else None
+    store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(
+        data_dir, __version__, args.token_days, initial_password, args.auth
+    )
     base = Base.options(
         num_replicas=args.base.num_replicas,
         ray_actor_options={"num_cpus": args.base.num_cpus, "num_gpus": _gpus(args.base), "runtime_env": _OFFLINE},

@@ -18,6 +18,8 @@ from storage.files import DataPaths, list_models
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 45554
+# Read here, once: the default user's first password, kept out of the process list.
+INITIAL_PASSWORD_VARIABLE = "ENFUGUE_SERVE_INITIAL_PASSWORD"
 
 
 def _say(message: str) -> None:
@@ -42,7 +44,7 @@ def ensure_a_checkpoint(paths: DataPaths) -> None:
     )
 
 
-def serve_forever(host: str, port: int, data_dir: Path) -> int:
+def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> int:
     import ray
     from ray import serve
 
@@ -55,7 +57,8 @@ def serve_forever(host: str, port: int, data_dir: Path) -> int:
     ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(AppArgs(data_dir=paths.root)), name="enfugue", route_prefix="/")
+        args = AppArgs(data_dir=paths.root, auth=auth, initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE))
+        serve.run(build_app(args), name="enfugue", route_prefix="/")
         _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
         _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
         _wait_for_interrupt()
@@ -87,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=default_data_dir(),
         help=f"DuckDB file, images and model folders (default {default_data_dir()})",
     )  # fmt: skip
+    run.add_argument(
+        "--auth", action=argparse.BooleanOptionalAction, default=None,
+        help="require login (--no-auth: don't); default: as the `auth` setting says (off on a fresh start). "
+        f"The default user is enfugue/enfugue unless {INITIAL_PASSWORD_VARIABLE} sets its first password.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve_forever(args.host, args.port, args.data_dir)
+    return serve_forever(args.host, args.port, args.data_dir, args.auth)
 
 
 if __name__ == "__main__":

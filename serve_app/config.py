@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 def default_data_dir() -> Path:
@@ -42,6 +42,11 @@ class AppArgs(BaseModel):
     store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     base: ReplicaOptions = Field(default_factory=ReplicaOptions)
+    # Authentication: None keeps the `auth` setting as stored; true or false sets it at start.
+    auth: bool | None = None
+    token_days: float = Field(default=30, gt=0)
+    # The default user's first password (else "enfugue"); applied only while it has none.
+    initial_password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _one_store(self) -> AppArgs:

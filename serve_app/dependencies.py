@@ -16,7 +16,6 @@ from serve_app.config import AppArgs
 from serve_app.envelope import validation_detail
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
-from storage.metadata import ADMIN_USER_ID
 
 logger = logging.getLogger(__name__)
 
@@ -54,23 +53,11 @@ class Services:
         task.add_done_callback(self._background.discard)
 
 
-@dataclass(frozen=True)
-class User:
-    id: int
-    admin: bool
-
-
 def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def current_user() -> User:
-    """Without authentication every request acts as the built-in admin."""
-    return User(id=ADMIN_USER_ID, admin=True)
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
-UserDep = Annotated[User, Depends(current_user)]
 
 
 async def read_json(request: Request) -> Any:

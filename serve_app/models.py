@@ -1,4 +1,4 @@
-"""Which checkpoint a request means. Plain file lookups; no torch."""
+"""Which checkpoint and which preconfigured model a request means. Plain file lookups; no torch."""
 
 from __future__ import annotations
 
@@ -6,18 +6,29 @@ from typing import Any
 
 from deployments.plan import Checkpoint
 from serve_app.errors import BadRequestError
+from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate, weighted
+from serve_app.schemas import InvokeRequest
 from storage.files import DataPaths, UnsafePathError, checkpoint_size, find_model, list_models
 
 
-def resolve_checkpoint(name: str, paths: DataPaths, field: str = "model") -> Checkpoint:
-    folder = paths.models("checkpoint")
+def _model_file(paths: DataPaths, kind: str, name: str, field: str) -> str:
+    """``name`` as found in the ``kind`` folder (relative POSIX name), or 400 naming ``field``."""
+    folder = paths.models(kind)
     try:
         path = find_model(folder, name)
     except UnsafePathError as error:
-        raise BadRequestError(f"{field}: {name!r:.200} is not a file in the checkpoint folder") from error
+        raise BadRequestError(f"{field}: {name!r:.200} is not a file in the {kind} folder") from error
     if path is None:
-        raise BadRequestError(f"{field}: no checkpoint named {name!r:.200}; see GET /api/checkpoints")
-    return Checkpoint(name=path.relative_to(folder.resolve()).as_posix(), size=checkpoint_size(path))
+        raise BadRequestError(f"{field}: no {kind} file named {name!r:.200}; see GET /api/{_LISTING[kind]}")
+    return path.relative_to(folder.resolve()).as_posix()
+
+
+_LISTING = {"checkpoint": "checkpoints", "vae": "vae", "lora": "lora", "lycoris": "lycoris", "inversion": "inversions"}
+
+
+def resolve_checkpoint(name: str, paths: DataPaths, field: str = "model") -> Checkpoint:
+    relative = _model_file(paths, "checkpoint", name, field)
+    return Checkpoint(name=relative, size=checkpoint_size(paths.models("checkpoint") / relative))
 
 
 def default_checkpoint(settings: dict[str, Any], paths: DataPaths) -> Checkpoint:
@@ -31,3 +42,95 @@ def default_checkpoint(settings: dict[str, Any], paths: DataPaths) -> Checkpoint
             "(see GET /api/checkpoints) or set `default_checkpoint` with POST /api/settings"
         )
     return resolve_checkpoint(available[0], paths)
+
+
+# preconfigured models
+
+
+def model_spec(fields: ModelCreate, paths: DataPaths) -> dict[str, Any]:
+    """A validated body as the Store keeps it, every file checked to exist in its folder."""
+    checkpoint = resolve_checkpoint(fields.checkpoint or "", paths, "checkpoint")
+    parts: dict[str, Any] = {}
+    for part in ("refiner", "inpainter"):
+        name = getattr(fields, part)
+        if name is not None:
+            found = resolve_checkpoint(name, paths, part)
+            parts[part] = {"model": found.name, "size": getattr(fields, f"{part}_size") or found.size}
+        else:
+            parts[part] = None
+    return {
+        "name": fields.name,
+        "model": checkpoint.name,
+        "size": fields.size or checkpoint.size,
+        "prompt": fields.prompt or "",
+        "negative_prompt": fields.negative_prompt or "",
+        **parts,
+        "vae": {"name": _model_file(paths, "vae", fields.vae, "vae")} if fields.vae else None,
+        "scheduler": {"name": fields.scheduler} if fields.scheduler else None,
+        "lora": [
+            {**item, "model": _model_file(paths, "lora", item["model"], "lora")} for item in weighted(fields.lora)
+        ],
+        "lycoris": [
+            {**item, "model": _model_file(paths, "lycoris", item["model"], "lycoris")}
+            for item in weighted(fields.lycoris)
+        ],
+        "inversion": [
+            {"model": _model_file(paths, "inversion", item["model"], "inversion")}
+            for item in weighted(fields.inversion)
+        ],
+        "config": fields.config(),
+    }
+
+
+def spec_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored model as the body that would create it (PATCH overlays the given fields on this)."""
+    fields: dict[str, Any] = {
+        "name": spec["name"],
+        "checkpoint": spec["model"],
+        "size": spec["size"],
+        "prompt": spec["prompt"],
+        "negative_prompt": spec["negative_prompt"],
+        "scheduler": spec["scheduler"]["name"] if spec["scheduler"] else None,
+        "vae": spec["vae"]["name"] if spec["vae"] else None,
+        "lora": spec["lora"],
+        "lycoris": spec["lycoris"],
+        "inversion": spec["inversion"],
+        **spec["config"],
+    }
+    for part in ("refiner", "inpainter"):
+        if spec[part]:
+            fields[part], fields[f"{part}_size"] = spec[part]["model"], spec[part]["size"]
+    return fields
+
+
+def _joined(*prompts: str) -> str:
+    return ", ".join(prompt for prompt in prompts if prompt)
+
+
+def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) -> tuple[InvokeRequest, Checkpoint]:
+    """The request with the model's defaults under it: what the request gives wins, prompts merge."""
+    given = request.model_fields_set
+    # An input image fixes the size; the model's default width and height do not apply to it.
+    ignored = {"width", "height"} if request.image is not None else set()
+    defaults = {
+        key: value
+        for key, value in spec["config"].items()
+        if key in InvokeRequest.model_fields and key not in ignored
+    }
+    if spec["scheduler"]:
+        defaults["scheduler"] = spec["scheduler"]["name"]
+    merged = {
+        **{key: value for key, value in defaults.items() if key not in given},
+        **request.model_dump(exclude_unset=True),
+        "prompt": _joined(request.prompt, spec["prompt"]),
+        "negative_prompt": _joined(request.negative_prompt, spec["negative_prompt"]),
+    }
+    checkpoint = resolve_checkpoint(spec["model"], paths, "model")
+    return InvokeRequest.model_validate(merged), Checkpoint(name=checkpoint.name, size=spec["size"])
+
+
+def model_record(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the plan records of a model whose parts run in later features (refiner, LoRA, ...)."""
+    recorded = {key: spec[key] for key in ("name", "refiner", "inpainter", "vae", "lora", "lycoris", "inversion")}
+    recorded["config"] = {key: spec["config"][key] for key in DEFAULT_CONFIG_KEYS if key in spec["config"]}
+    return recorded

@@ -1,20 +1,11 @@
-"""REST list parameters: limit and offset (Enfugue's query language grows here)."""
+"""Enfugue's REST list parameters read from the query string: limit, offset, sort, ilike, filter, include."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from fastapi import Request
 
 from serve_app.errors import BadRequestError
-
-DEFAULT_LIMIT = 100
-
-
-@dataclass(frozen=True)
-class Page:
-    limit: int  # 0 means no limit
-    offset: int
+from storage.listing import DEFAULT_LIMIT, Listing, ListQuery, QueryError
 
 
 def _whole_number(request: Request, name: str, default: int) -> int:
@@ -29,5 +20,38 @@ def _whole_number(request: Request, name: str, default: int) -> int:
     return int(value)
 
 
-def parse_page(request: Request) -> Page:
-    return Page(limit=_whole_number(request, "limit", DEFAULT_LIMIT), offset=_whole_number(request, "offset", 0))
+def _pairs(request: Request, name: str) -> list[tuple[str, str]]:
+    """``name=column:value`` parameters as (column, value); the value may itself hold colons."""
+    pairs = []
+    for raw in request.query_params.getlist(name):
+        column, separator, value = raw.partition(":")
+        if not separator or not column:
+            raise BadRequestError(f"{name}: expected <column>:<value>, got {raw!r:.60}")
+        pairs.append((column, value))
+    return pairs
+
+
+def _sorts(request: Request) -> tuple[tuple[str, bool], ...]:
+    sorts = []
+    for raw in request.query_params.getlist("sort"):
+        column, _, direction = raw.partition(":")
+        if direction.lower() not in ("", "asc", "desc"):
+            raise BadRequestError(f"sort: unknown direction {direction!r:.40}; allowed: asc, desc")
+        sorts.append((column, direction.lower() == "desc"))
+    return tuple(sorts)
+
+
+def parse_list_query(request: Request, listing: Listing) -> ListQuery:
+    query = ListQuery(
+        limit=_whole_number(request, "limit", DEFAULT_LIMIT),
+        offset=_whole_number(request, "offset", 0),
+        sort=_sorts(request),
+        ilike=tuple(_pairs(request, "ilike")),
+        filter=tuple((column, tuple(value.split("|"))) for column, value in _pairs(request, "filter")),
+        include=tuple(request.query_params.getlist("include")),
+    )
+    try:
+        listing.check(query)
+    except QueryError as error:
+        raise BadRequestError(str(error)) from error
+    return query

@@ -24,7 +24,7 @@ MAX_SEED = 2**32 - 1
 # Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
 NOT_SUPPORTED_YET = frozenset(
     {
-        "model_type", "chunking_size", "chunking_blur", "size", "refiner", "refiner_size",
+        "chunking_size", "chunking_blur", "size", "refiner", "refiner_size",
         "inpainter", "inpainter_size", "lora", "lycoris", "inversion", "vae", "multi_scheduler",
         "mask", "invert_mask", "fit", "anchor", "control_image", "controlnet", "conditioning_scale",
         "process_control_image", "invert_control_image", "remove_background", "fill_background",
@@ -41,6 +41,10 @@ NOT_SUPPORTED_YET = frozenset(
 ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride", "tiling_mask_type"})
 
 Dimension = Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
+Steps = Annotated[int, Field(ge=1, le=1000)]
+GuidanceScale = Annotated[float, Field(ge=0, le=100)]
+Strength = Annotated[float, Field(ge=0, le=1)]
+Samples = Annotated[int, Field(ge=1, le=16)]
 
 
 class InvokeRequest(BaseModel):
@@ -49,17 +53,19 @@ class InvokeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: StrictStr | None = None
+    # A checkpoint file and a preconfigured model may share a name; this says which is meant.
+    model_type: Literal["checkpoint", "model"] | None = None
     prompt: StrictStr = ""
     negative_prompt: StrictStr = ""
     width: Dimension | None = None
     height: Dimension | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
-    samples: Annotated[int, Field(ge=1, le=16)] = 1
-    num_inference_steps: Annotated[int, Field(ge=1, le=1000)] = 40
-    guidance_scale: Annotated[float, Field(ge=0, le=100)] = 7.5
+    samples: Samples = 1
+    num_inference_steps: Steps = 40
+    guidance_scale: GuidanceScale = 7.5
     scheduler: Scheduler | None = None
     image: StrictStr | None = None
-    strength: Annotated[float, Field(ge=0, le=1)] = 0.8
+    strength: Strength = 0.8
 
     _image_size: tuple[int, int] | None = PrivateAttr(default=None)
 

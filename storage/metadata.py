@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from storage.listing import INVOCATIONS, ListQuery
 from storage.migrations import migrate
 
 ADMIN_USER_ID = 1
@@ -68,18 +71,30 @@ class Metadata:
         with self._lock:
             self._connection.close()
 
-    def _fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    def fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._connection.execute(sql, params or []).fetchall()
 
-    def _execute(self, sql: str, params: list[Any] | None = None) -> None:
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
         with self._lock:
             self._connection.execute(sql, params or [])
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, inside BEGIN ... COMMIT (ROLLBACK on error), holding the lock."""
+        with self._lock:
+            self._connection.execute("BEGIN TRANSACTION")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
 
     # settings
 
     def settings(self) -> dict[str, Any]:
-        stored = {key: json.loads(value) for key, value in self._fetchall("SELECT key, value FROM settings")}
+        stored = {key: json.loads(value) for key, value in self.fetch("SELECT key, value FROM settings")}
         return {key: stored.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
 
     def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +112,7 @@ class Metadata:
 
     def count_invocations(self, statuses: tuple[str, ...]) -> int:
         placeholders = ", ".join("?" for _ in statuses)
-        rows = self._fetchall(f"SELECT count(*) FROM invocations WHERE status IN ({placeholders})", list(statuses))
+        rows = self.fetch(f"SELECT count(*) FROM invocations WHERE status IN ({placeholders})", list(statuses))
         return int(rows[0][0])
 
     def create_invocation(self, uuid: str, user_id: int, request: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +126,7 @@ class Metadata:
         return invocation
 
     def invocation(self, uuid: str) -> dict[str, Any] | None:
-        rows = self._fetchall(f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE uuid = ?", [uuid])
+        rows = self.fetch(f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE uuid = ?", [uuid])
         return _invocation(rows[0]) if rows else None
 
     def update_invocation(self, uuid: str, **values: Any) -> None:
@@ -124,22 +139,24 @@ class Metadata:
             for key, value in values.items()
         }
         assignments = ", ".join(f"{key} = ?" for key in encoded)
-        self._execute(f"UPDATE invocations SET {assignments} WHERE uuid = ?", [*encoded.values(), uuid])
+        self.execute(f"UPDATE invocations SET {assignments} WHERE uuid = ?", [*encoded.values(), uuid])
 
-    def user_invocations(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """The user's invocations, newest first, and how many there are in all."""
-        count = self._fetchall("SELECT count(*) FROM invocations WHERE user_id = ?", [user_id])[0][0]
-        limit_clause = "LIMIT ? OFFSET ?" if limit > 0 else "OFFSET ?"
-        params: list[Any] = [user_id, limit, offset] if limit > 0 else [user_id, offset]
-        rows = self._fetchall(
-            f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE user_id = ? "
-            f"ORDER BY created DESC, id DESC {limit_clause}",
-            params,
-        )
+    def user_invocations(self, user_id: int, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
+        """One page of the user's invocations (newest first unless sorted), and how many match."""
+        where, params = INVOCATIONS.where(query, [("user_id = ?", user_id)])
+        count = self.fetch(f"SELECT count(*) FROM invocations {where}", params)[0][0]
+        order, page = INVOCATIONS.order_and_page(query)
+        rows = self.fetch(f"SELECT {_INVOCATION_COLUMNS} FROM invocations {where} {order}", params + page)
         return [_invocation(row) for row in rows], int(count)
 
+    def active_invocations(self, user_id: int) -> list[str]:
+        rows = self.fetch(
+            "SELECT uuid FROM invocations WHERE user_id = ? AND status IN ('queued', 'processing')", [user_id]
+        )
+        return [row[0] for row in rows]
+
     def delete_invocation(self, uuid: str) -> None:
-        self._execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
+        self.execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
 
     def interrupt_unfinished(self, message: str) -> int:
         """Mark invocations left queued or processing by a previous run as errors."""

@@ -43,26 +43,30 @@ MIGRATIONS: list[str] = [
         value JSON NOT NULL
     );
 
+    -- Column names are the attribute names of Enfugue's DiffusionModel* objects. The part
+    -- tables have no keys: DuckDB checks keys eagerly, and PATCH deletes and re-inserts parts
+    -- of the same model in one transaction.
     CREATE TABLE models (
         name VARCHAR PRIMARY KEY,
-        checkpoint VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
         size INTEGER NOT NULL,
         prompt VARCHAR NOT NULL DEFAULT '',
         negative_prompt VARCHAR NOT NULL DEFAULT '',
         created TIMESTAMP NOT NULL DEFAULT current_timestamp
     );
-    CREATE TABLE model_refiners (model_name VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, size INTEGER NOT NULL);
-    CREATE TABLE model_inpainters (model_name VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, size INTEGER NOT NULL);
-    CREATE TABLE model_vaes (model_name VARCHAR PRIMARY KEY, name VARCHAR NOT NULL);
-    CREATE TABLE model_schedulers (model_name VARCHAR PRIMARY KEY, name VARCHAR NOT NULL);
-    CREATE TABLE model_loras (model_name VARCHAR NOT NULL, file VARCHAR NOT NULL, weight DOUBLE NOT NULL);
-    CREATE TABLE model_lycoris (model_name VARCHAR NOT NULL, file VARCHAR NOT NULL, weight DOUBLE NOT NULL);
-    CREATE TABLE model_inversions (model_name VARCHAR NOT NULL, file VARCHAR NOT NULL);
+    CREATE TABLE model_refiners (diffusion_model_name VARCHAR NOT NULL, model VARCHAR NOT NULL, size INTEGER NOT NULL);
+    CREATE TABLE model_inpainters (
+        diffusion_model_name VARCHAR NOT NULL, model VARCHAR NOT NULL, size INTEGER NOT NULL
+    );
+    CREATE TABLE model_vaes (diffusion_model_name VARCHAR NOT NULL, name VARCHAR NOT NULL);
+    CREATE TABLE model_schedulers (diffusion_model_name VARCHAR NOT NULL, name VARCHAR NOT NULL);
+    CREATE TABLE model_loras (diffusion_model_name VARCHAR NOT NULL, model VARCHAR NOT NULL, weight DOUBLE NOT NULL);
+    CREATE TABLE model_lycoris (diffusion_model_name VARCHAR NOT NULL, model VARCHAR NOT NULL, weight DOUBLE NOT NULL);
+    CREATE TABLE model_inversions (diffusion_model_name VARCHAR NOT NULL, model VARCHAR NOT NULL);
     CREATE TABLE model_configs (
-        model_name VARCHAR NOT NULL,
-        key VARCHAR NOT NULL,
-        value JSON NOT NULL,
-        PRIMARY KEY (model_name, key)
+        diffusion_model_name VARCHAR NOT NULL,
+        configuration_key VARCHAR NOT NULL,
+        configuration_value JSON NOT NULL
     );
 
     CREATE SEQUENCE invocation_ids START 1;

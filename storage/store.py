@@ -9,17 +9,21 @@ from __future__ import annotations
 import logging
 import threading
 import uuid as uuids
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from ray import serve
 
-from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from serve_app.errors import AuthenticationError, BadRequestError, NotFoundError, TooManyRequestsError
 from serve_app.remote import errors_as_values
+from storage.accounts import DEFAULT_PASSWORD_WARNING, INVALID_CREDENTIALS, Accounts
 from storage.files import DataPaths
 from storage.images import IMAGE_NAME, image_name, write_png
+from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
+from storage.models import Models
 from storage.status import LiveProgress, history_object, status_object
 
 logger = logging.getLogger(__name__)
@@ -30,7 +34,14 @@ RESTART_MESSAGE = "The server restarted before this invocation finished."
 class StoreService:
     """The Store's work, raising domain errors; the deployment below answers them as values."""
 
-    def __init__(self, data_dir: str, version: str) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        version: str,
+        token_days: float = 30,
+        initial_password: str | None = None,
+        auth: bool | None = None,
+    ) -> None:
         self._paths = DataPaths(Path(data_dir)).ensure()
         self._version = version
         self._db = Metadata.open(self._paths.database)
@@ -39,6 +50,11 @@ class StoreService:
             logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)
         self._lock = threading.Lock()
         self._live: dict[str, LiveProgress] = {}
+        self._accounts = Accounts(self._db, timedelta(days=token_days), initial_password)
+        self._models = Models(self._db)
+        if auth is not None:
+            self.update_settings({"auth": auth})
+        self._warn_about_default_password()
 
     def check_health(self) -> None:
         self._db.settings()
@@ -49,7 +65,86 @@ class StoreService:
         return self._db.settings()
 
     def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
-        return self._db.update_settings(changes)
+        turning_auth_on = changes.get("auth") is True and not self._db.settings()["auth"]
+        settings = self._db.update_settings(changes)
+        if turning_auth_on:
+            # Tokens handed out while anyone could act as admin are not proof of anything.
+            self._accounts.revoke_all()
+            self._warn_about_default_password()
+        return settings
+
+    def warnings(self) -> list[str]:
+        if self._db.settings()["auth"] and self._accounts.default_password_in_use:
+            return [DEFAULT_PASSWORD_WARNING]
+        return []
+
+    def _warn_about_default_password(self) -> None:
+        for warning in self.warnings():
+            logger.warning(warning)
+
+    # authentication
+
+    def authenticate(self, token: str | None) -> dict[str, Any]:
+        """The user a request acts as: the admin when auth is off, else the token's holder (401)."""
+        if not self._db.settings()["auth"]:
+            return self._accounts.admin()
+        user = self._accounts.authenticate(token) if token else None
+        if user is None:
+            raise AuthenticationError(INVALID_CREDENTIALS)
+        return user
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        return self._accounts.login(username, password)
+
+    def logout(self, token: str) -> None:
+        self._accounts.revoke(token)
+
+    # users
+
+    def users(self, query: ListQuery, username: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        rows, count = self._accounts.list(query, username)
+        if username is not None and not rows:
+            raise NotFoundError(f"User {username!r:.80} not found.")
+        return rows, count
+
+    def create_user(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return self._accounts.create(
+            fields["username"], fields["new_password"], fields.get("first_name"), fields.get("last_name"),
+            bool(fields.get("admin", False)),
+        )  # fmt: skip
+
+    def update_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._accounts.update(username, changes)
+
+    def delete_user(self, username: str) -> None:
+        """Remove the user; its running work is cancelled, its history stays on file."""
+        user_id = self._accounts.delete(username)
+        for uuid in self._db.active_invocations(user_id):
+            self.cancel(uuid, user_id)
+
+    # preconfigured models
+
+    def models(self, query: ListQuery, name: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        rows, count = self._models.list(query, name)
+        if name is not None and not rows:
+            raise NotFoundError(f"Model {name!r:.80} not found.")
+        return rows, count
+
+    def model(self, name: str) -> dict[str, Any] | None:
+        """Everything a preconfigured model sets, or None when there is no model of that name."""
+        try:
+            return self._models.get(name)
+        except NotFoundError:
+            return None
+
+    def create_model(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._models.create(spec)
+
+    def update_model(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._models.update(name, changes)
+
+    def delete_model(self, name: str) -> None:
+        self._models.delete(name)
 
     # invocations
 
@@ -144,8 +239,8 @@ class StoreService:
                 (self._paths.images / name).unlink(missing_ok=True)
             self._db.delete_invocation(uuid)
 
-    def history(self, user_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        records, count = self._db.user_invocations(user_id, limit, offset)
+    def history(self, user_id: int, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
+        records, count = self._db.user_invocations(user_id, query)
         return [history_object(record) for record in records], count
 
     def image(self, name: str, user_id: int) -> bytes:
@@ -157,11 +252,12 @@ class StoreService:
             raise NotFoundError(f"Image {name} not found.")
         return (self._paths.images / name).read_bytes()
 
-    def invocation_counts(self) -> dict[str, int]:
+    def system(self) -> dict[str, Any]:
+        """What GET /api reports from here: invocation counts and warnings for the operator."""
         return {
-            "active": self._db.count_invocations(("processing",)),
+            "processing": self._db.count_invocations(("processing",)),
             "queued": self._db.count_invocations(("queued",)),
-            "total": self._db.count_invocations(("queued", "processing", "completed", "error", "cancelled")),
+            "warnings": self.warnings(),
         }
 
     # helpers

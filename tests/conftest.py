@@ -10,6 +10,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: floa
         time.sleep(0.05)
 
 
-@pytest.fixture
-def local_app(data_dir: Path) -> Iterator[Any]:
+@contextmanager
+def serve_locally(data_dir: Path, **store_options: Any) -> Iterator[Any]:
     """The real FastAPI app, Store, Planner and Base role, wired in-process (no Ray)."""
     from fastapi.testclient import TestClient
 
@@ -66,7 +67,7 @@ def local_app(data_dir: Path) -> Iterator[Any]:
     from storage.store import Store
     from tests.local_handles import LocalBase, LocalHandle
 
-    store = Store.func_or_class(str(data_dir), "test")
+    store = Store.func_or_class(str(data_dir), "test", **store_options)
     store_handle = LocalHandle(store)
     base = LocalBase(BaseRole(str(data_dir), store_handle))
     planner = Planner.func_or_class(store_handle, LocalHandle(base), "test")
@@ -81,3 +82,9 @@ def local_app(data_dir: Path) -> Iterator[Any]:
         client.base = base  # type: ignore[attr-defined]
         yield client
     store._db.close()
+
+
+@pytest.fixture
+def local_app(data_dir: Path) -> Iterator[Any]:
+    with serve_locally(data_dir) as client:
+        yield client

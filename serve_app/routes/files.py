@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.dependencies import ServicesDep, UserDep
+from serve_app.auth import UserDep
+from serve_app.dependencies import ServicesDep
 from serve_app.envelope import success
 from storage.files import list_models
 

@@ -7,7 +7,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.dependencies import ServicesDep, UserDep
+from serve_app.auth import UserDep
+from serve_app.dependencies import ServicesDep
 from serve_app.envelope import success
 
 router = APIRouter()
@@ -15,21 +16,22 @@ router = APIRouter()
 
 @router.get("/api")
 async def status(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
-    counts = await services.store.invocation_counts()
+    system = await services.store.system()
     return success(
         request,
         {
-            "status": "busy" if counts["active"] else "idle",
+            "status": "busy" if system["processing"] else "idle",
             "system": {
                 "downloads": {"active": 0, "queued": 0, "total": 0},
                 "invocations": {
-                    "active": counts["active"] > 0,
-                    "queued": counts["queued"],
-                    "total": counts["active"] + counts["queued"],
+                    "active": system["processing"] > 0,
+                    "queued": system["queued"],
+                    "total": system["processing"] + system["queued"],
                 },
             },
             "gpu": None,
             "version": services.version,
             "uptime": time.monotonic() - services.started,
+            "warnings": system["warnings"],
         },
     )

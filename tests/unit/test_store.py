@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from storage.listing import ListQuery
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
 from storage.store import RESTART_MESSAGE, StoreService
@@ -83,7 +84,7 @@ def test_other_users_see_nothing(store: StoreService) -> None:
     ):
         with pytest.raises(NotFoundError):
             call()
-    assert store.history(OTHER, 100, 0) == ([], 0)
+    assert store.history(OTHER, ListQuery()) == ([], 0)
     assert store.status(uuid, OWNER)["status"] == "completed"
 
 
@@ -127,8 +128,8 @@ def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path)
 
 def test_history_is_newest_first_with_a_count(store: StoreService) -> None:
     uuids = [store.admit(OWNER, {"prompt": str(index)})["uuid"] for index in range(3)]
-    rows, count = store.history(OWNER, limit=2, offset=0)
+    rows, count = store.history(OWNER, ListQuery(limit=2))
     assert count == 3
     assert [row["attributes"]["id"] for row in rows] == uuids[::-1][:2]
     assert rows[0]["type"] == "DiffusionInvocation"
-    assert store.history(OWNER, limit=0, offset=2)[0][0]["attributes"]["id"] == uuids[0]
+    assert store.history(OWNER, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]

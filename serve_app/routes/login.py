@@ -1,0 +1,40 @@
+"""POST /api/login and logout: tokens in the response body and in the ``enfugue_token`` cookie."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from serve_app.auth import TOKEN_COOKIE, presented_token
+from serve_app.dependencies import ServicesDep, parse_body
+from serve_app.envelope import success
+from serve_app.user_schemas import LoginRequest
+
+router = APIRouter()
+
+
+@router.post("/api/login")
+async def login(request: Request, services: ServicesDep) -> JSONResponse:
+    credentials = await parse_body(request, LoginRequest)
+    token = await services.store.login(credentials.username, credentials.password)
+    response = success(request, token)
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token["attributes"]["access_token"],
+        max_age=int(services.args.token_days * 86400),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.post("/api/logout")
+@router.get("/logout")
+async def logout(request: Request, services: ServicesDep) -> JSONResponse:
+    """Revoke the token the request carries (if any) and forget the cookie."""
+    token = presented_token(request)
+    if token:
+        await services.store.logout(token)
+    response = success(request, None)
+    response.delete_cookie(TOKEN_COOKIE)
+    return response
