@@ -99,7 +99,7 @@ class ModelCreate(ModelFields):
 
 
 def weighted(files: WeightedFiles | Files | None) -> list[dict[str, Any]]:
-    """"file", {"model", "weight"} or a list of these, as a list of {"model", "weight"}."""
+    """ "file", {"model", "weight"} or a list of these, as a list of {"model", "weight"}."""
     if files is None:
         return []
     items = files if isinstance(files, list) else [files]

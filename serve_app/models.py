@@ -113,9 +113,7 @@ def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) 
     # An input image fixes the size; the model's default width and height do not apply to it.
     ignored = {"width", "height"} if request.image is not None else set()
     defaults = {
-        key: value
-        for key, value in spec["config"].items()
-        if key in InvokeRequest.model_fields and key not in ignored
+        key: value for key, value in spec["config"].items() if key in InvokeRequest.model_fields and key not in ignored
     }
     if spec["scheduler"]:
         defaults["scheduler"] = spec["scheduler"]["name"]

@@ -1,0 +1,209 @@
+"""Every route, with every kind of caller: the status each gets, printed as a matrix and asserted."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from storage.metadata import utcnow
+from storage.passwords import token_digest
+from tests.conftest import serve_locally
+
+IDENTITIES = ("none", "malformed", "expired", "revoked", "user", "other", "admin")
+_counter = itertools.count()
+
+
+@dataclass
+class World:
+    client: TestClient
+    headers: dict[str, dict[str, str]]
+    user_id: int
+
+    def invocation(self) -> str:
+        """A completed invocation with one image, owned by "user" (made without diffusion)."""
+        uuid = self.client.store.admit(self.user_id, {"prompt": "owned by user"})["uuid"]  # type: ignore[attr-defined]
+        self.client.store.complete(uuid, [Image.new("RGB", (8, 8))], {})  # type: ignore[attr-defined]
+        return uuid
+
+    def model(self) -> str:
+        name = f"model-{next(_counter)}"
+        self.client.store.create_model(  # type: ignore[attr-defined]
+            {"name": name, "model": "tiny-random-demo-noise-only", "size": 64, "prompt": "", "negative_prompt": ""}
+        )
+        return name
+
+    def victim(self) -> str:
+        username = f"victim{next(_counter)}"
+        self.client.store.create_user(  # type: ignore[attr-defined]
+            {"username": username, "new_password": "pw", "admin": False}
+        )
+        return username
+
+
+def _login(client: TestClient, username: str, password: str) -> str:
+    response = client.post("/api/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["attributes"]["access_token"]
+
+
+@pytest.fixture
+def world(data_dir: Path) -> Iterator[World]:
+    with serve_locally(data_dir, auth=True) as client:
+        store = client.store  # type: ignore[attr-defined]
+        user = store.create_user({"username": "alice", "new_password": "alice-pw", "admin": False})
+        store.create_user({"username": "bob", "new_password": "bob-pw", "admin": False})
+        expired = _login(client, "alice", "alice-pw")
+        store._db.execute(
+            "UPDATE tokens SET expires = ? WHERE token_hash = ?",
+            [utcnow() - timedelta(seconds=1), token_digest(expired)],
+        )
+        revoked = _login(client, "alice", "alice-pw")
+        assert client.post("/api/logout", headers={"Authorization": f"Bearer {revoked}"}).status_code == 200
+        bearer = {
+            "expired": expired,
+            "revoked": revoked,
+            "user": _login(client, "alice", "alice-pw"),
+            "other": _login(client, "bob", "bob-pw"),
+            "admin": _login(client, "enfugue", "enfugue"),
+        }
+        headers = {"none": {}, "malformed": {"Authorization": "Bearer !!not-a-token!!"}}
+        headers |= {name: {"Authorization": f"Bearer {token}"} for name, token in bearer.items()}
+        client.cookies.clear()  # login set the cookie; each call here says who it is
+        yield World(client, headers, user["attributes"]["id"])
+
+
+UNAUTHENTICATED = {"none": 401, "malformed": 401, "expired": 401, "revoked": 401}
+ANYONE = {**UNAUTHENTICATED, "user": 200, "other": 200, "admin": 200}
+ADMIN_ONLY = {**UNAUTHENTICATED, "user": 403, "other": 403, "admin": 200}
+OWNER_ONLY = {**UNAUTHENTICATED, "user": 200, "other": 404, "admin": 404}
+PUBLIC = dict.fromkeys(IDENTITIES, 200)
+
+Setup = Callable[[World], tuple[str, Any]]  # -> (path, json body or None)
+SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
+
+ROUTES: list[tuple[str, str, Setup, dict[str, int]]] = [
+    ("GET", "/api", lambda w: ("/api", None), ANYONE),
+    ("GET", "/api/settings", lambda w: ("/api/settings", None), ADMIN_ONLY),
+    ("POST", "/api/settings", lambda w: ("/api/settings", {"max_queued_invocations": 8}), ADMIN_ONLY),
+    ("GET", "/api/checkpoints", lambda w: ("/api/checkpoints", None), ANYONE),
+    ("GET", "/api/lora", lambda w: ("/api/lora", None), ANYONE),
+    ("GET", "/api/lycoris", lambda w: ("/api/lycoris", None), ANYONE),
+    ("GET", "/api/inversions", lambda w: ("/api/inversions", None), ANYONE),
+    ("GET", "/api/inversion", lambda w: ("/api/inversion", None), ANYONE),
+    ("GET", "/api/vae", lambda w: ("/api/vae", None), ANYONE),
+    ("GET", "/api/controlnet", lambda w: ("/api/controlnet", None), ANYONE),
+    ("GET", "/api/upscalers", lambda w: ("/api/upscalers", None), ANYONE),
+    ("POST", "/api/invoke", lambda w: ("/api/invoke", SMALL), ANYONE),
+    ("GET", "/api/invocation/{uuid}", lambda w: (f"/api/invocation/{w.invocation()}", None), OWNER_ONLY),
+    (
+        "GET",
+        "/api/invocation/images/{file}",
+        lambda w: (f"/api/invocation/images/{w.invocation()}_0.png", None),
+        OWNER_ONLY,
+    ),  # noqa: E501
+    ("POST", "/api/invocation/{uuid}/cancel", lambda w: (f"/api/invocation/{w.invocation()}/cancel", None), OWNER_ONLY),
+    ("DELETE", "/api/invocation/{uuid}", lambda w: (f"/api/invocation/{w.invocation()}", None), OWNER_ONLY),
+    ("GET", "/api/invocation-history", lambda w: ("/api/invocation-history", None), ANYONE),
+    ("GET", "/api/users", lambda w: ("/api/users", None), ADMIN_ONLY),
+    ("GET", "/api/users/{username}", lambda w: ("/api/users/alice", None), ADMIN_ONLY),
+    (
+        "POST",
+        "/api/users",
+        lambda w: ("/api/users", {"username": f"new{next(_counter)}", "new_password": "p", "repeat_password": "p"}),
+        ADMIN_ONLY,
+    ),  # noqa: E501
+    ("PATCH", "/api/users/{username}", lambda w: (f"/api/users/{w.victim()}", {"first_name": "Vic"}), ADMIN_ONLY),
+    ("DELETE", "/api/users/{username}", lambda w: (f"/api/users/{w.victim()}", None), ADMIN_ONLY),
+    ("GET", "/api/models", lambda w: ("/api/models", None), ANYONE),
+    ("GET", "/api/models/{name}", lambda w: (f"/api/models/{w.model()}", None), ANYONE),
+    (
+        "POST",
+        "/api/models",
+        lambda w: ("/api/models", {"name": f"m{next(_counter)}", "checkpoint": "tiny-random-demo-noise-only"}),
+        ADMIN_ONLY,
+    ),  # noqa: E501
+    ("PATCH", "/api/models/{name}", lambda w: (f"/api/models/{w.model()}", {"prompt": "p"}), ADMIN_ONLY),
+    ("DELETE", "/api/models/{name}", lambda w: (f"/api/models/{w.model()}", None), ADMIN_ONLY),
+    ("POST", "/api/login", lambda w: ("/api/login", {"username": "bob", "password": "bob-pw"}), PUBLIC),
+    # Last: logging out revokes the caller's token.
+    ("POST", "/api/logout", lambda w: ("/api/logout", None), PUBLIC),
+    ("GET", "/logout", lambda w: ("/logout", None), PUBLIC),
+]
+
+
+def _print_matrix(results: dict[str, dict[str, int]]) -> str:
+    width = max(len(route) for route in results)
+    lines = [f"{'route':<{width}}  " + " ".join(f"{name:>9}" for name in IDENTITIES)]
+    for route, codes in results.items():
+        lines.append(f"{route:<{width}}  " + " ".join(f"{codes[name]:>9}" for name in IDENTITIES))
+    return "\n".join(lines)
+
+
+def test_every_route_with_every_caller(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    results: dict[str, dict[str, int]] = {}
+    expected: dict[str, dict[str, int]] = {}
+    for method, route, setup, expectation in ROUTES:
+        label = f"{method} {route}"
+        results[label], expected[label] = {}, expectation
+        for identity in IDENTITIES:
+            path, body = setup(world)
+            response = world.client.request(method, path, json=body, headers=world.headers[identity])
+            results[label][identity] = response.status_code
+            if response.status_code >= 400:
+                assert response.json()["errors"][0]["status"] == str(response.status_code)
+    with capsys.disabled():
+        print("\n" + _print_matrix(results))  # noqa: T201 - the matrix is part of the test's report
+    assert results == expected
+
+
+def test_the_cookie_authenticates_too(world: World) -> None:
+    client = world.client
+    token = world.headers["user"]["Authorization"].removeprefix("Bearer ")
+    client.cookies.set("enfugue_token", token)
+    assert client.get("/api/invocation-history").status_code == 200
+    client.cookies.set("enfugue_token", "0" * 64)
+    assert client.get("/api/invocation-history").status_code == 401
+    client.cookies.clear()
+
+
+def test_401_detail_is_the_seed_message(world: World) -> None:
+    response = world.client.get("/api")
+    assert response.json() == {
+        "errors": [{"status": "401", "title": "AuthenticationError", "detail": "Invalid or no credentials supplied."}]
+    }
+
+
+def test_turning_auth_on_revokes_every_token(world: World) -> None:
+    client, admin = world.client, world.headers["admin"]
+    assert client.post("/api/settings", json={"auth": False}, headers=admin).status_code == 200
+    assert client.post("/api/settings", json={"auth": True}, headers=admin).status_code == 200
+    assert client.get("/api", headers=admin).status_code == 401
+    assert client.get("/api", headers=world.headers["user"]).status_code == 401
+
+
+def test_a_new_password_revokes_that_users_tokens(world: World) -> None:
+    client = world.client
+    change = {"new_password": "new-pw", "repeat_password": "new-pw"}
+    assert client.patch("/api/users/alice", json=change, headers=world.headers["admin"]).status_code == 200
+    assert client.get("/api", headers=world.headers["user"]).status_code == 401
+    assert client.get("/api", headers=world.headers["other"]).status_code == 200
+    assert client.post("/api/login", json={"username": "alice", "password": "alice-pw"}).status_code == 401
+    assert client.post("/api/login", json={"username": "alice", "password": "new-pw"}).status_code == 200
+
+
+def test_default_password_warning_while_auth_is_on(world: World) -> None:
+    client, admin = world.client, world.headers["admin"]
+    (warning,) = client.get("/api", headers=admin).json()["data"]["warnings"]
+    assert "default password" in warning
+    change = {"new_password": "s3cret", "repeat_password": "s3cret"}
+    assert client.patch("/api/users/enfugue", json=change, headers=admin).status_code == 200
+    admin = {"Authorization": f"Bearer {_login(client, 'enfugue', 's3cret')}"}
+    assert client.get("/api", headers=admin).json()["data"]["warnings"] == []
