@@ -34,27 +34,6 @@ FAMILIES: tuple[str, ...] = (
     "xl_inpaint",  # diffusers/stable-diffusion-xl-1.0-inpainting-0.1
 )
 
-_PIPELINE_CLASS = {
-    "v1": "StableDiffusionPipeline",
-    "inpainting": "StableDiffusionInpaintPipeline",
-    "v2": "StableDiffusionPipeline",
-    "inpainting_v2": "StableDiffusionInpaintPipeline",
-    "xl_base": "StableDiffusionXLPipeline",
-    "xl_refiner": "StableDiffusionXLImg2ImgPipeline",
-    "xl_inpaint": "StableDiffusionXLInpaintPipeline",
-}
-
-# The resolution each family was trained at (SD2 inpainting was tuned from the 512 base).
-_DEFAULT_SIZE = {
-    "v1": 512,
-    "inpainting": 512,
-    "v2": 768,
-    "inpainting_v2": 512,
-    "xl_base": 1024,
-    "xl_refiner": 1024,
-    "xl_inpaint": 1024,
-}
-
 # The OpenAI CLIP BPE merges, vendored from the open-clip-torch wheel (see configs/LICENSE).
 _BPE_FILE = Path(__file__).with_name("configs") / "bpe_simple_vocab_16e6.txt.gz"
 _BPE_MERGES = 49152 - 256 - 2  # CLIP's vocab is 49408: 512 byte symbols + merges + 2 specials
@@ -63,18 +42,6 @@ _BPE_MERGES = 49152 - 256 - 2  # CLIP's vocab is 49408: 512 byte symbols + merge
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
-
-
-def pipeline_class_name(family: str) -> str:
-    """The diffusers pipeline class a family's single-file checkpoints load into."""
-    _check_family(family)
-    return _PIPELINE_CLASS[family]
-
-
-def default_size(family: str) -> int:
-    """The image side, in pixels, the family was trained at."""
-    _check_family(family)
-    return _DEFAULT_SIZE[family]
 
 
 def _bytes_to_unicode() -> list[str]:

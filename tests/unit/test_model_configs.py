@@ -17,10 +17,9 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from deployments import model_configs
 from deployments.model_configs import (
     FAMILIES,
-    default_size,
     ensure_config_folder,
-    pipeline_class_name,
 )
+from storage.files import checkpoint_size
 
 # Parameter counts of the published models.
 # UNets: SD1.5 859,520,964 and SD2.x 865,910,724 (the model cards' "860M"/"865M"; diffusers'
@@ -63,6 +62,21 @@ SCHEDULERS = {
 # OpenAI CLIP's ids, as every SD tokenizer on the hub produces them.
 CAT_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]
 ASTRONAUT_IDS = [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407]
+
+PIPELINE_CLASSES = {
+    "v1": "StableDiffusionPipeline",
+    "inpainting": "StableDiffusionInpaintPipeline",
+    "v2": "StableDiffusionPipeline",
+    "inpainting_v2": "StableDiffusionInpaintPipeline",
+    "xl_base": "StableDiffusionXLPipeline",
+    "xl_refiner": "StableDiffusionXLImg2ImgPipeline",
+    "xl_inpaint": "StableDiffusionXLInpaintPipeline",
+}
+# The side each family was trained at (SD2 inpainting was tuned from the 512 base).
+TRAINED_SIZES = {
+    "v1": 512, "inpainting": 512, "v2": 768, "inpainting_v2": 512,
+    "xl_base": 1024, "xl_refiner": 1024, "xl_inpaint": 1024,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +121,8 @@ def test_pipeline_index_and_scheduler(root, family):
     index = json.loads((folder / "model_index.json").read_text())
     scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
 
-    assert index["_class_name"] == pipeline_class_name(family)
-    assert hasattr(diffusers, pipeline_class_name(family))
+    assert index["_class_name"] == PIPELINE_CLASSES[family]
+    assert hasattr(diffusers, PIPELINE_CLASSES[family])
     assert (scheduler["_class_name"], scheduler.get("prediction_type", "epsilon")) == SCHEDULERS[family]
     assert getattr(diffusers, scheduler["_class_name"]).from_config(scheduler).config.steps_offset == 1
     if not family.startswith("xl_"):
@@ -125,7 +139,7 @@ def test_family_specific_settings(root):
         return json.loads((ensure_config_folder(family, root) / "vae" / "config.json").read_text())
 
     assert unet("v2")["upcast_attention"] is True  # SD2.1-768 overflows float16 attention otherwise
-    assert unet("v2")["sample_size"] * 8 == default_size("v2") == 768
+    assert unet("v2")["sample_size"] * 8 == 768
     assert all(vae(f)["scaling_factor"] == 0.13025 for f in FAMILIES if f.startswith("xl_"))
     assert all("scaling_factor" not in vae(f) for f in FAMILIES if not f.startswith("xl_"))
     refiner_index = json.loads((ensure_config_folder("xl_refiner", root) / "model_index.json").read_text())
@@ -234,24 +248,14 @@ def test_losing_a_race_keeps_the_winners_folder(tmp_path, monkeypatch):
     assert (tmp_path / "xl_refiner" / "tokenizer_2" / "vocab.json").is_file()
 
 
-def test_sizes_and_pipeline_classes():
-    assert {f: default_size(f) for f in FAMILIES} == {
-        "v1": 512,
-        "inpainting": 512,
-        "v2": 768,
-        "inpainting_v2": 512,
-        "xl_base": 1024,
-        "xl_refiner": 1024,
-        "xl_inpaint": 1024,
-    }
-    assert pipeline_class_name("xl_refiner") == "StableDiffusionXLImg2ImgPipeline"
-    assert pipeline_class_name("inpainting_v2") == "StableDiffusionInpaintPipeline"
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_size_the_server_reads_from_each_folder(root, family):
+    assert checkpoint_size(ensure_config_folder(family, root)) == TRAINED_SIZES[family]
 
 
-@pytest.mark.parametrize("call", [pipeline_class_name, default_size, lambda f: ensure_config_folder(f, Path("."))])
-def test_unknown_family_is_refused(call):
+def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match=r"unknown model family 'sd3'; expected one of v1, inpainting, .*xl_inpaint"):
-        call("sd3")
+        ensure_config_folder("sd3", Path("."))
 
 
 def test_vendored_bpe_carries_its_license():
