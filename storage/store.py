@@ -178,14 +178,18 @@ class StoreService:
 
     def complete(self, uuid: str, images: list[Image.Image], metadata: dict[str, Any]) -> bool:
         """Save the outputs and mark the invocation completed; False if it was cancelled meanwhile."""
+        names = [image_name(uuid, index) for index in range(len(images))]
+        if not self._active(uuid):
+            return False
+        # PNG encoding is slow for large images: done outside the lock, checked again after.
+        for name, image in zip(names, images, strict=True):
+            write_png(self._paths.images, name, image, {"enfugue-serve": self._version, **metadata})
         with self._lock:
-            record = self._db.invocation(uuid)
-            if record is None or record["status"] not in ACTIVE_STATUSES:
+            if not self._active(uuid):
+                for name in names:
+                    (self._paths.images / name).unlink(missing_ok=True)
                 return False
             live = self._live.pop(uuid, None)
-            names = [image_name(uuid, index) for index in range(len(images))]
-            for name, image in zip(names, images, strict=True):
-                write_png(self._paths.images, name, image, {"enfugue-serve": self._version, **metadata})
             self._db.update_invocation(
                 uuid,
                 status="completed",
@@ -199,8 +203,7 @@ class StoreService:
 
     def fail(self, uuid: str, message: str) -> None:
         with self._lock:
-            record = self._db.invocation(uuid)
-            if record is None or record["status"] not in ACTIVE_STATUSES:
+            if not self._active(uuid):
                 return
             live = self._live.pop(uuid, None)
             self._db.update_invocation(
@@ -261,6 +264,10 @@ class StoreService:
         }
 
     # helpers
+
+    def _active(self, uuid: str) -> bool:
+        record = self._db.invocation(uuid)
+        return record is not None and record["status"] in ACTIVE_STATUSES
 
     def _owned(self, uuid: str, user_id: int) -> dict[str, Any]:
         """The record if it exists and belongs to the user; otherwise 404 (leaking nothing)."""
