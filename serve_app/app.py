@@ -4,8 +4,8 @@
 both come through here.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve reads build_app's annotation at run time
+# to validate `serve run ... key=value` arguments into AppArgs, and a string would not do.
 import ray
 from ray.serve import Application
 

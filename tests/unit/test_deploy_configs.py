@@ -24,3 +24,12 @@ def test_serve_config_validates() -> None:
 def test_cluster_yaml_has_gpu_workers() -> None:
     cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     assert cluster["available_node_types"]["gpu_worker"]["max_workers"] >= 1
+
+
+def test_serve_run_gets_typed_builder_arguments() -> None:
+    """`serve run serve_app.app:build_app key=value` validates into AppArgs by the real annotation."""
+    import inspect
+
+    from serve_app.app import build_app
+
+    assert inspect.signature(build_app).parameters["args"].annotation is AppArgs
