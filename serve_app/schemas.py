@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from deployments.imaging import ImageInputError, decode_data_uri
 
-SCHEDULERS = (
-    "ddim", "ddpm", "deis", "dpmsm", "dpmss", "heun", "dpmd",
-    "adpmd", "dpmsde", "unipc", "lmsd", "pndm", "eds", "eads",
-)  # fmt: skip
 Scheduler = Literal[
     "ddim", "ddpm", "deis", "dpmsm", "dpmss", "heun", "dpmd",
     "adpmd", "dpmsde", "unipc", "lmsd", "pndm", "eds", "eads",
 ]  # fmt: skip
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_SEED = 2**32 - 1

@@ -141,8 +141,8 @@ def checkpoint_size(path: Path) -> int:
 
     From the diffusers config when there is one; for a bare single file, by family: 1024 for
     SDXL, 768 for SD 2.x, 512 otherwise. Looks only at configuration and tensor headers (never
-    unpickles): a bare ``.ckpt`` cannot be
-    inspected safely without loading it, so, as Enfugue does, its name decides ("xl").
+    unpickles): a bare ``.ckpt`` cannot be inspected safely without loading it, so, as Enfugue
+    does, its name decides ("xl").
     """
     if path.is_dir():
         return _configured_size(path)
