@@ -14,12 +14,20 @@ $(INSTALLED): pyproject.toml
 serve: $(INSTALLED)
 	$(VENV)/bin/enfugue-serve run $(ARGS)
 
+# Without PYTEST_ARGS: the API tier first, with torch unimportable (the ingress, the Store, the
+# Planner and the fake role need none of it), then every other tier.
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
+ifeq ($(strip $(PYTEST_ARGS)),)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -p tests.no_torch tests/api
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest --ignore=tests/api
+else
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+endif
 
 bench: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/invoke_latency.py
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.overhead
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.api_latency
 
 clean:
 	rm -rf $(VENV)

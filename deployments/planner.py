@@ -1,52 +1,131 @@
-"""The Planner deployment: makes an invocation's plan and runs it through the model roles."""
+"""The Planner deployment: makes an invocation's plan and runs it through the model roles.
+
+It owns everything about a job that is not one step's work: the plan, the step accounting
+over the whole plan, progress (coalesced to the Store), cancellation (the Store says when an
+invocation stopped being active; the running role's stream is then closed), and the output
+files (PNGs with the plan in their text chunks, written here; the Store records their names).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from ray import serve
 
-from deployments.plan import Checkpoint, make_plan
-from serve_app.errors import APIError, InvocationCancelled
-from serve_app.schemas import InvokeRequest
+from deployments.plan import Plan, Step, StepOutputs, make_plan
+from deployments.progress import ProgressWriter
+from deployments.request import GenerationRequest
+from deployments.role import QUIET, Outputs, Progress, Started
+from serve_app.errors import APIError
+from serve_app.remote import Remote
+from storage.files import DataPaths
+from storage.images import image_name, write_png
 
 logger = logging.getLogger(__name__)
 
 
-@serve.deployment(max_ongoing_requests=1000, health_check_period_s=30)
+@serve.deployment(max_ongoing_requests=1000, health_check_period_s=30, logging_config=QUIET)
 class Planner:
-    def __init__(self, store: Any, base: Any, version: str) -> None:
-        self._store = store
-        self._base = base
+    def __init__(self, store: Any, roles: dict[str, Any], data_dir: str, version: str) -> None:
+        """``roles``: a handle per role name (``Step.role``)."""
+        self._store_handle = store
+        self._store = Remote(store)
+        self._roles = roles
+        self._images = DataPaths(Path(data_dir)).images
         self._version = version
 
-    async def run(
-        self, uuid: str, request: InvokeRequest, checkpoint: Checkpoint, model: dict[str, Any] | None = None
-    ) -> str:
+    async def run(self, uuid: str, request: GenerationRequest) -> str:
         """Execute the invocation to its end; the outcome goes to the Store. Returns the final status."""
+        watch = self._store_handle.stopped.remote(uuid)
+        stopped = asyncio.ensure_future(watch)
         try:
-            plan = make_plan(request, checkpoint, random_seed=secrets.randbelow(2**32), model=model)
-            await self._store.record_plan.remote(uuid, plan.to_dict())
-            images: list[Any] = []
-            done, remaining = 0, plan.expected_steps
-            for step in plan.steps:
-                remaining -= step.expected_steps
-                base = self._base.options(multiplexed_model_id=step.pipeline_key)
-                images.extend(await base.generate.remote(uuid, step, done, remaining))
-                done += step.expected_steps
-            saved = await self._store.complete.remote(uuid, images, {"plan": plan.to_dict()})
-            return "completed" if saved else "cancelled"
-        except InvocationCancelled:
-            logger.info("invocation %s cancelled", uuid)
-            return "cancelled"
+            plan = make_plan(request, random_seed=secrets.randbelow(2**32))
+            job = asyncio.ensure_future(self._execute(uuid, plan))
+            await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not job.done() and stopped.exception() is not None:
+                logger.warning("invocation %s: cannot watch for a cancel: %s", uuid, stopped.exception())
+                await asyncio.wait({job})
+            if not job.done():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+                logger.info("invocation %s stopped: it was cancelled or deleted", uuid)
+                return "cancelled"
+            return job.result()
         except APIError as error:
-            await self._store.fail.remote(uuid, error.detail)
+            await self._store.fail(uuid, error.detail)
         except Exception as error:
             logger.exception("invocation %s failed", uuid)
-            await self._store.fail.remote(uuid, describe(error))
+            await self._store.fail(uuid, describe(error))
+        finally:
+            watch.cancel()
         return "error"
+
+    async def _execute(self, uuid: str, plan: Plan) -> str:
+        recorded = asyncio.ensure_future(self._store.record_plan(uuid, plan.to_dict()))
+        writer = ProgressWriter(lambda step, total: self._store.progress(uuid, step, total))
+        outputs: list[list[Image.Image]] = []
+        done, remaining = 0, plan.expected_steps
+        try:
+            for step in plan.steps:
+                remaining -= step.expected_steps
+                images, steps = await self._run_step(step, await self._inputs(step, outputs), done, remaining, writer)
+                outputs.append(images)
+                done += steps
+        finally:
+            await writer.close()
+        names = await asyncio.to_thread(self._save, uuid, plan, outputs[-1])
+        await recorded
+        if await self._store.complete(uuid, names, done):
+            logger.info("invocation %s completed: %s images, %s steps", uuid, len(names), done)
+            return "completed"
+        for name in names:  # cancelled or deleted while the files were written
+            (self._images / name).unlink(missing_ok=True)
+        return "cancelled"
+
+    async def _run_step(
+        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, writer: ProgressWriter
+    ) -> tuple[list[Image.Image], int]:
+        """Stream one step through its role; returns its images and how many steps it took."""
+        role = self._roles[step.role].options(stream=True, multiplexed_model_id=step.model_id)
+        events = role.generate.remote(step, inputs)
+        total = step.expected_steps
+        try:
+            async for event in events:
+                if isinstance(event, Started):
+                    writer.update(done, done + total + remaining)
+                elif isinstance(event, Progress):
+                    total = event.total
+                    writer.update(done + event.step, done + total + remaining)
+                elif isinstance(event, Outputs):
+                    return event.images, total
+                elif isinstance(event, APIError):
+                    raise event
+        finally:
+            events.cancel()  # a no-op once the stream ended; else the role stops at its next step
+        raise RuntimeError(f"the {step.role} role ended its stream without outputs")
+
+    @staticmethod
+    async def _inputs(step: Step, outputs: list[list[Image.Image]]) -> list[Image.Image]:
+        source = step.source
+        if source is None:
+            return []
+        if isinstance(source, StepOutputs):
+            return outputs[source.step]
+        return [await asyncio.to_thread(source.open)]
+
+    def _save(self, uuid: str, plan: Plan, images: list[Image.Image]) -> list[str]:
+        text = {"enfugue-serve": self._version, "plan": plan.to_dict()}
+        names = [image_name(uuid, index) for index in range(len(images))]
+        for name, image in zip(names, images, strict=True):
+            write_png(self._images, name, image, text)
+        return names
 
 
 def describe(error: Exception) -> str:

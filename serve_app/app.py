@@ -1,4 +1,4 @@
-"""The application builder: binds Store, Base, Planner and Ingress into one Serve application.
+"""The application builder: binds Store, the model roles, Planner and Ingress into one Serve application.
 
 ``serve run serve_app.app:build_app data_dir=/some/where`` and the ``enfugue-serve`` command
 both come through here.
@@ -34,13 +34,17 @@ def build_app(args: AppArgs) -> Application:
     store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(
         data_dir, __version__, args.token_days, initial_password, args.auth
     )
-    base = Base.options(
-        num_replicas=args.base.num_replicas,
-        ray_actor_options={"num_cpus": args.base.num_cpus, "num_gpus": _gpus(args.base), "runtime_env": _OFFLINE},
-    ).bind(data_dir, store)
+    roles = {
+        "base": Base.options(
+            num_replicas=args.base.num_replicas,
+            ray_actor_options={
+                "num_cpus": args.base.num_cpus, "num_gpus": _gpus(args.base), "runtime_env": _OFFLINE,
+            },
+        ).bind(data_dir),
+    }  # fmt: skip
     planner = Planner.options(
         num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}
-    ).bind(store, base, __version__)
+    ).bind(store, roles, data_dir, __version__)
     return Ingress.options(
         num_replicas=args.ingress.num_replicas, ray_actor_options={"num_cpus": args.ingress.num_cpus}
     ).bind(store, planner, args, __version__)

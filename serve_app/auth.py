@@ -1,9 +1,11 @@
-"""Who a request acts as: the token from ``Authorization: Bearer`` or the ``enfugue_token`` cookie."""
+"""Who a request says it is: the token from ``Authorization: Bearer`` or the ``enfugue_token`` cookie.
+
+The ingress only reads the token; the Store checks it in the same call that does the work.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,13 +16,6 @@ from serve_app.errors import AccessDeniedError
 TOKEN_COOKIE = "enfugue_token"
 # What a token of ours can look like; anything else is refused without a database lookup.
 _TOKEN = re.compile(r"^[0-9a-f]{32,128}$")
-
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    username: str
-    admin: bool
 
 
 def presented_token(request: Request) -> str | None:
@@ -36,19 +31,19 @@ def presented_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and _TOKEN.match(token) else ""
 
 
-async def current_user(request: Request, services: ServicesDep) -> User:
-    """The caller (401 without valid credentials when auth is on; the admin when it is off)."""
-    found = await services.store.authenticate(presented_token(request))
-    return User(id=found["id"], username=found["username"], admin=found["admin"])
+TokenDep = Annotated[str | None, Depends(presented_token)]
 
 
-UserDep = Annotated[User, Depends(current_user)]
+async def checked_admin_token(token: TokenDep, services: ServicesDep) -> str | None:
+    """The token, once the Store says it is an administrator's (401 / 403 otherwise).
 
-
-async def admin_user(user: UserDep) -> User:
-    if not user.admin:
+    For writes that look at the body before their Store call (file lookups): nobody learns
+    anything from them without the right to make them. Reads check in their one Store call.
+    """
+    caller = await services.store.session(token)
+    if not caller["admin"]:
         raise AccessDeniedError("This requires an administrator.")
-    return user
+    return token
 
 
-AdminDep = Annotated[User, Depends(admin_user)]
+AdminTokenDep = Annotated[str | None, Depends(checked_admin_token)]

@@ -32,7 +32,7 @@ def ensure_a_checkpoint(paths: DataPaths) -> None:
     folder = paths.models("checkpoint")
     if list_models(folder):
         return
-    from deployments.tiny import write_demo_checkpoint  # torch: only when a demo is needed
+    from deployments.demo import write_demo_checkpoint  # torch: only when a demo is needed
 
     demo = write_demo_checkpoint(folder)
     _say(

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from serve_app.config import AppArgs
 from serve_app.envelope import validation_detail
@@ -24,7 +25,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 @dataclass
 class Services:
-    """The Store (a ``Remote``: ``await store.method(...)``) and the Planner's handle.
+    """The Store (a ``Remote``: ``await store.method(token, ...)``) and the Planner's handle.
 
     In tests both wrap local stand-ins for Ray Serve handles."""
 
@@ -60,9 +61,13 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def read_json(request: Request) -> Any:
+# Bodies larger than this are parsed in a thread (image fields are decoded while validating);
+# smaller ones cost less to parse than the hop to a thread.
+_PARSE_INLINE_BYTES = 64 * 1024
+
+
+def _json(body: bytes) -> Any:
     """The body as JSON whatever its content type: Enfugue's clients (and curl -d) send form types."""
-    body = await request.body()
     if not body.strip():
         return {}
     try:
@@ -71,9 +76,15 @@ async def read_json(request: Request) -> Any:
         raise BadRequestError(f"body: not valid JSON ({error})") from error
 
 
-async def parse_body(request: Request, model: type[Model]) -> Model:
-    data = await read_json(request)
+def _validated(body: bytes, model: type[Model]) -> Model:
     try:
-        return model.model_validate(data)
+        return model.model_validate(_json(body))
     except ValidationError as error:
         raise BadRequestError("; ".join(validation_detail(item) for item in error.errors())) from error
+
+
+async def parse_body(request: Request, model: type[Model]) -> Model:
+    body = await request.body()
+    if len(body) <= _PARSE_INLINE_BYTES:
+        return _validated(body, model)
+    return await run_in_threadpool(_validated, body, model)

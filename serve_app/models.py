@@ -1,10 +1,13 @@
-"""Which checkpoint and which preconfigured model a request means. Plain file lookups; no torch."""
+"""What an invoke body means: its checkpoint, its preconfigured model, and the domain request.
+
+Plain file lookups (no torch); they block, so routes run them in a thread.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deployments.plan import Checkpoint
+from deployments.request import Checkpoint, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
 from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate, weighted
 from serve_app.schemas import InvokeRequest
@@ -31,10 +34,10 @@ def resolve_checkpoint(name: str, paths: DataPaths, field: str = "model") -> Che
     return Checkpoint(name=relative, size=checkpoint_size(paths.models("checkpoint") / relative))
 
 
-def default_checkpoint(settings: dict[str, Any], paths: DataPaths) -> Checkpoint:
+def default_checkpoint(configured: str | None, paths: DataPaths) -> Checkpoint:
     """The configured default, or the only checkpoint there is (a fresh start has just the demo)."""
-    if settings["default_checkpoint"] is not None:
-        return resolve_checkpoint(settings["default_checkpoint"], paths)
+    if configured is not None:
+        return resolve_checkpoint(configured, paths)
     available = list_models(paths.models("checkpoint"))
     if len(available) != 1:
         raise BadRequestError(
@@ -42,6 +45,73 @@ def default_checkpoint(settings: dict[str, Any], paths: DataPaths) -> Checkpoint
             "(see GET /api/checkpoints) or set `default_checkpoint` with POST /api/settings"
         )
     return resolve_checkpoint(available[0], paths)
+
+
+# invocations
+
+
+def generation_request(body: InvokeRequest, context: dict[str, Any], paths: DataPaths) -> GenerationRequest:
+    """The domain request for a validated body; ``context`` is the Store's ``prepare_invocation``."""
+    spec = context["model"]
+    if body.model is None:
+        request, checkpoint, model = body, default_checkpoint(context["default_checkpoint"], paths), None
+    elif spec is not None:
+        (request, checkpoint), model = apply_model(body, spec, paths), model_record(spec)
+    elif body.model_type == "model":
+        raise BadRequestError(f"model: no preconfigured model named {body.model!r:.100}; see GET /api/models")
+    else:
+        request, checkpoint, model = body, resolve_checkpoint(body.model, paths), None
+    image = None
+    if (decoded := request.image_file()) is not None:
+        payload, (width, height) = decoded
+        image = InputImage(payload, width, height)
+    return GenerationRequest(
+        checkpoint=checkpoint,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width,
+        height=request.height,
+        seed=request.seed,
+        samples=request.samples,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        scheduler=request.scheduler,
+        image=image,
+        strength=request.strength,
+        model=model,
+    )
+
+
+def _joined(*prompts: str) -> str:
+    return ", ".join(prompt for prompt in prompts if prompt)
+
+
+def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) -> tuple[InvokeRequest, Checkpoint]:
+    """The request with the model's defaults under it: what the request gives wins, prompts merge."""
+    given = request.model_fields_set
+    # An input image fixes the size; the model's default width and height do not apply to it.
+    ignored = {"width", "height"} if request.image is not None else set()
+    defaults = {
+        key: value for key, value in spec["config"].items() if key in InvokeRequest.model_fields and key not in ignored
+    }
+    if spec["scheduler"]:
+        defaults["scheduler"] = spec["scheduler"]["name"]
+    merged = {
+        **{key: value for key, value in defaults.items() if key not in given},
+        **request.model_dump(exclude_unset=True),
+        "prompt": _joined(request.prompt, spec["prompt"]),
+        "negative_prompt": _joined(request.negative_prompt, spec["negative_prompt"]),
+    }
+    checkpoint = resolve_checkpoint(spec["model"], paths, "model")
+    effective = InvokeRequest.model_validate(merged, context=request.decoded_image())
+    return effective, Checkpoint(name=checkpoint.name, size=spec["size"])
+
+
+def model_record(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the plan records of a model whose parts run in later features (refiner, LoRA, ...)."""
+    recorded = {key: spec[key] for key in ("name", "refiner", "inpainter", "vae", "lora", "lycoris", "inversion")}
+    recorded["config"] = {key: spec["config"][key] for key in DEFAULT_CONFIG_KEYS if key in spec["config"]}
+    return recorded
 
 
 # preconfigured models
@@ -101,34 +171,3 @@ def spec_fields(spec: dict[str, Any]) -> dict[str, Any]:
         if spec[part]:
             fields[part], fields[f"{part}_size"] = spec[part]["model"], spec[part]["size"]
     return fields
-
-
-def _joined(*prompts: str) -> str:
-    return ", ".join(prompt for prompt in prompts if prompt)
-
-
-def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) -> tuple[InvokeRequest, Checkpoint]:
-    """The request with the model's defaults under it: what the request gives wins, prompts merge."""
-    given = request.model_fields_set
-    # An input image fixes the size; the model's default width and height do not apply to it.
-    ignored = {"width", "height"} if request.image is not None else set()
-    defaults = {
-        key: value for key, value in spec["config"].items() if key in InvokeRequest.model_fields and key not in ignored
-    }
-    if spec["scheduler"]:
-        defaults["scheduler"] = spec["scheduler"]["name"]
-    merged = {
-        **{key: value for key, value in defaults.items() if key not in given},
-        **request.model_dump(exclude_unset=True),
-        "prompt": _joined(request.prompt, spec["prompt"]),
-        "negative_prompt": _joined(request.negative_prompt, spec["negative_prompt"]),
-    }
-    checkpoint = resolve_checkpoint(spec["model"], paths, "model")
-    return InvokeRequest.model_validate(merged), Checkpoint(name=checkpoint.name, size=spec["size"])
-
-
-def model_record(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the plan records of a model whose parts run in later features (refiner, LoRA, ...)."""
-    recorded = {key: spec[key] for key in ("name", "refiner", "inpainter", "vae", "lora", "lycoris", "inversion")}
-    recorded["config"] = {key: spec["config"][key] for key in DEFAULT_CONFIG_KEYS if key in spec["config"]}
-    return recorded

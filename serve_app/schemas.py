@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from deployments.imaging import ImageInputError, decode_data_uri
+from serve_app.datauri import ImageInputError, data_uri_payload, open_image
 
 Scheduler = Literal[
     "ddim", "ddpm", "deis", "dpmsm", "dpmss", "heun", "dpmd",
@@ -37,6 +46,9 @@ NOT_SUPPORTED_YET = frozenset(
 # Enfugue 0.3 renamed much of the payload; we implement the seed's (0.2) names.
 ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride", "tiling_mask_type"})
 
+# Validation context key: the (payload, size) of an image field already decoded.
+DECODED_IMAGE = "decoded_image"
+
 Dimension = Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
 Steps = Annotated[int, Field(ge=1, le=1000)]
 GuidanceScale = Annotated[float, Field(ge=0, le=100)]
@@ -64,6 +76,8 @@ class InvokeRequest(BaseModel):
     image: StrictStr | None = None
     strength: Strength = 0.8
 
+    # The decoded ``image`` field: its encoded file and its size (decoded once, here).
+    _image_payload: bytes | None = PrivateAttr(default=None)
     _image_size: tuple[int, int] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -92,14 +106,19 @@ class InvokeRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _img2img_consistent(self) -> InvokeRequest:
+    def _img2img_consistent(self, info: ValidationInfo) -> InvokeRequest:
         if self.image is None:
             return self
-        try:
-            width, height = decode_data_uri(self.image).size
-        except ImageInputError as error:
-            raise PydanticCustomError("image", "image: {reason}", {"reason": str(error)}) from error
-        self._image_size = (width, height)
+        # Validating again (defaults merged in) passes the image decoded the first time.
+        decoded = (info.context or {}).get(DECODED_IMAGE)
+        if decoded is None:
+            try:
+                payload = data_uri_payload(self.image)
+                decoded = payload, open_image(payload).size
+            except ImageInputError as error:
+                raise PydanticCustomError("image", "image: {reason}", {"reason": str(error)}) from error
+        self._image_payload, self._image_size = decoded
+        width, height = self._image_size
         for name, given, actual in (("width", self.width, width), ("height", self.height, height)):
             if given is None and actual % 8:
                 raise PydanticCustomError(
@@ -118,12 +137,16 @@ class InvokeRequest(BaseModel):
             )  # fmt: skip
         return self
 
-    def summary(self) -> dict[str, Any]:
-        """The request as stored before a plan exists: images replaced by their sizes."""
-        data = self.model_dump(exclude_none=True)
-        if self._image_size is not None:
-            data["image"] = {"width": self._image_size[0], "height": self._image_size[1]}
-        return data
+    def image_file(self) -> tuple[bytes, tuple[int, int]] | None:
+        """The ``image`` field decoded: its encoded file and its size."""
+        if self._image_payload is None or self._image_size is None:
+            return None
+        return self._image_payload, self._image_size
+
+    def decoded_image(self) -> dict[str, Any]:
+        """The validation context that spares decoding ``image`` again."""
+        decoded = self.image_file()
+        return {DECODED_IMAGE: decoded} if decoded is not None else {}
 
 
 # Settings whose null means "off / automatic"; for the others null is not a value.

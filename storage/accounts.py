@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import duckdb
 
 from serve_app.errors import AuthenticationError, NotFoundError, StateConflictError
 from storage.listing import USERS, ListQuery
@@ -48,6 +51,18 @@ def _user(row: tuple[Any, ...]) -> dict[str, Any]:
             "last_login": _iso(last_login),
         },
     }
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts as."""
+
+    id: int
+    username: str
+    admin: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Accounts:
@@ -98,7 +113,7 @@ class Accounts:
             },
         }
 
-    def authenticate(self, token: str) -> dict[str, Any] | None:
+    def authenticate(self, token: str) -> Caller | None:
         """The user holding a valid (known, unexpired, unrevoked) token, or None."""
         rows = self._db.fetch(
             "SELECT users.id, users.username, users.admin FROM tokens JOIN users ON users.id = tokens.user_id "
@@ -108,21 +123,25 @@ class Accounts:
         if not rows:
             return None
         identifier, username, admin = rows[0]
-        return {"id": identifier, "username": username, "admin": admin}
+        return Caller(id=identifier, username=username, admin=admin)
 
-    def admin(self) -> dict[str, Any]:
-        return {"id": ADMIN_USER_ID, "username": DEFAULT_USERNAME, "admin": True}
+    def admin(self) -> Caller:
+        return Caller(id=ADMIN_USER_ID, username=DEFAULT_USERNAME, admin=True)
 
     def revoke(self, token: str) -> None:
         self._db.execute(
             "UPDATE tokens SET revoked = ? WHERE token_hash = ? AND revoked IS NULL", [utcnow(), token_digest(token)]
         )
 
-    def revoke_all(self, user_id: int | None = None) -> None:
+    @staticmethod
+    def revoke_all(connection: duckdb.DuckDBPyConnection, user_id: int | None = None) -> None:
+        """Revoke every token (of ``user_id``), inside the caller's transaction."""
         if user_id is None:
-            self._db.execute("UPDATE tokens SET revoked = ? WHERE revoked IS NULL", [utcnow()])
+            connection.execute("UPDATE tokens SET revoked = ? WHERE revoked IS NULL", [utcnow()])
         else:
-            self._db.execute("UPDATE tokens SET revoked = ? WHERE revoked IS NULL AND user_id = ?", [utcnow(), user_id])
+            connection.execute(
+                "UPDATE tokens SET revoked = ? WHERE revoked IS NULL AND user_id = ?", [utcnow(), user_id]
+            )
 
     # the user resource
 
@@ -161,13 +180,14 @@ class Accounts:
         columns = {key: changes[key] for key in ("first_name", "last_name", "admin") if key in changes}
         if "new_password" in changes:
             columns["password_hash"] = hash_password(changes["new_password"])
-        if columns:
-            assignments = ", ".join(f"{column} = ?" for column in columns)
-            self._db.execute(f"UPDATE users SET {assignments} WHERE id = ?", [*columns.values(), user["id"]])
-        if "new_password" in changes:
-            self.revoke_all(user["id"])
-            if user["id"] == ADMIN_USER_ID:
-                self._default_password_in_use = self._check_default_password()
+        with self._db.transaction() as connection:
+            if columns:
+                assignments = ", ".join(f"{column} = ?" for column in columns)
+                connection.execute(f"UPDATE users SET {assignments} WHERE id = ?", [*columns.values(), user["id"]])
+            if "new_password" in changes:  # a new password and its revocations land together
+                self.revoke_all(connection, user["id"])
+        if "new_password" in changes and user["id"] == ADMIN_USER_ID:
+            self._default_password_in_use = self._check_default_password()
         return self.get(username)
 
     def delete(self, username: str) -> int:

@@ -60,6 +60,7 @@ class Metadata:
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._connection = connection
         self._lock = threading.RLock()
+        self._settings: dict[str, Any] | None = None
         with self._lock:
             migrate(connection)
 
@@ -88,25 +89,28 @@ class Metadata:
                 yield self._connection
             except BaseException:
                 self._connection.execute("ROLLBACK")
+                self._settings = None
                 raise
             self._connection.execute("COMMIT")
 
     # settings
 
     def settings(self) -> dict[str, Any]:
-        stored = {key: json.loads(value) for key, value in self.fetch("SELECT key, value FROM settings")}
-        return {key: stored.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
+        """Read on every request; held in memory, since only this process writes them."""
+        with self._lock:
+            if self._settings is None:
+                stored = {key: json.loads(value) for key, value in self.fetch("SELECT key, value FROM settings")}
+                self._settings = {key: stored.get(key, default) for key, default in DEFAULT_SETTINGS.items()}
+            return dict(self._settings)
 
-    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+    def write_settings(self, connection: duckdb.DuckDBPyConnection, changes: dict[str, Any]) -> None:
+        """Store ``changes`` inside the caller's transaction (``transaction()``)."""
         unknown = set(changes) - set(DEFAULT_SETTINGS)
         if unknown:
             raise KeyError(f"unknown settings: {', '.join(sorted(unknown))}")
-        with self._lock:
-            for key, value in changes.items():
-                self._connection.execute(
-                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", [key, json.dumps(value)]
-                )
-        return self.settings()
+        self._settings = None  # read again after the commit (or the rollback)
+        for key, value in changes.items():
+            connection.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
     # invocations
 

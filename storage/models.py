@@ -73,6 +73,13 @@ class Models:
                 spec[relation] = values[0] if values else None
         return spec
 
+    def find(self, name: str) -> dict[str, Any] | None:
+        """As ``get``, or None when there is no model of that name."""
+        try:
+            return self.get(name)
+        except NotFoundError:
+            return None
+
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
         with self._db.transaction() as connection:
             if connection.execute("SELECT 1 FROM models WHERE name = ?", [spec["name"]]).fetchall():

@@ -32,8 +32,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
+    """A fresh data folder holding one checkpoint folder named as a first start names its demo.
+
+    Configs only, no weights: enough for the API tier, which runs on the fake role. Tests that
+    diffuse for real use ``demo_data_dir``."""
+    from storage.files import DataPaths
+    from tests.fake_role import DEMO_NAME, write_fake_checkpoint
+
+    paths = DataPaths(tmp_path / "data").ensure()
+    write_fake_checkpoint(paths.models("checkpoint") / DEMO_NAME)
+    return paths.root
+
+
+@pytest.fixture
+def demo_data_dir(tmp_path: Path) -> Path:
     """A fresh data folder holding only the tiny demo checkpoint, as a first start leaves it."""
-    from deployments.tiny import write_demo_checkpoint
+    from deployments.demo import write_demo_checkpoint
     from storage.files import DataPaths
 
     paths = DataPaths(tmp_path / "data").ensure()
@@ -50,27 +64,28 @@ def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: floa
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"still not done after {timeout} s: {value!r}")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 @contextmanager
-def serve_locally(data_dir: Path, **store_options: Any) -> Iterator[Any]:
-    """The real FastAPI app, Store, Planner and Base role, wired in-process (no Ray)."""
+def serve_locally(data_dir: Path, role: Any = None, **store_options: Any) -> Iterator[Any]:
+    """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role``
+    (the fake role unless given: see tests/fake_role.py)."""
     from fastapi.testclient import TestClient
 
-    from deployments.base import BaseRole
     from deployments.planner import Planner
     from serve_app.config import AppArgs
     from serve_app.dependencies import Services
     from serve_app.ingress import create_api
     from serve_app.remote import Remote
     from storage.store import Store
-    from tests.local_handles import LocalBase, LocalHandle
+    from tests.fake_role import FakeRole
+    from tests.local_handles import LocalHandle, LocalRole
 
     store = Store.func_or_class(str(data_dir), "test", **store_options)
     store_handle = LocalHandle(store)
-    base = LocalBase(BaseRole(str(data_dir), store_handle))
-    planner = Planner.func_or_class(store_handle, LocalHandle(base), "test")
+    role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
+    planner = Planner.func_or_class(store_handle, {"base": LocalHandle(LocalRole(role))}, str(data_dir), "test")
     services = Services(
         store=Remote(store_handle),
         planner=LocalHandle(planner),
@@ -79,7 +94,7 @@ def serve_locally(data_dir: Path, **store_options: Any) -> Iterator[Any]:
     )
     with TestClient(create_api(services)) as client:
         client.store = store  # type: ignore[attr-defined]
-        client.base = base  # type: ignore[attr-defined]
+        client.role = role  # type: ignore[attr-defined]
         yield client
     store._db.close()
 

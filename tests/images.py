@@ -18,3 +18,9 @@ def gradient(width: int, height: int) -> Image.Image:
     image = Image.new("RGB", (width, height))
     image.putdata([(x * 255 // width, y * 255 // height, 128) for y in range(height) for x in range(width)])
     return image
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    gradient(width, height).save(buffer, format="PNG")
+    return buffer.getvalue()

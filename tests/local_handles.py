@@ -1,63 +1,97 @@
 """Stand-ins for Ray Serve handles, so the real deployment classes run in-process in tests.
 
-``handle.method.remote(...)`` returns something that can be awaited (from the ingress and
-the planner) or ``.result()``-ed (from a model role's thread), as a DeploymentResponse can.
+``handle.method.remote(...)`` returns something that can be awaited and cancelled, or, with
+``options(stream=True)``, iterated with ``async for``, as a DeploymentResponse(Generator) can.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
+from collections.abc import AsyncIterator
 from typing import Any
+
+from deployments.role import Role, stream
 
 
 class LocalResponse:
     def __init__(self, method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._method, self._args, self._kwargs = method, args, kwargs
+        self._task: asyncio.Future[Any] | None = None
 
     def __await__(self) -> Any:
-        if inspect.iscoroutinefunction(self._method):
-            return self._method(*self._args, **self._kwargs).__await__()
-        # Sync deployment methods run in Serve's thread pool; here in asyncio's.
-        return asyncio.to_thread(self._method, *self._args, **self._kwargs).__await__()
+        if self._task is None:
+            if inspect.iscoroutinefunction(self._method):
+                self._task = asyncio.ensure_future(self._method(*self._args, **self._kwargs))
+            else:  # sync deployment methods run in Serve's thread pool; here in asyncio's
+                self._task = asyncio.ensure_future(asyncio.to_thread(self._method, *self._args, **self._kwargs))
+        return self._task.__await__()
 
-    def result(self) -> Any:
-        if inspect.iscoroutinefunction(self._method):
-            raise TypeError("result() on an async method: await it instead")
-        return self._method(*self._args, **self._kwargs)
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class LocalStream:
+    def __init__(self, events: AsyncIterator[Any]) -> None:
+        self._events = events
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._events
+
+    def cancel(self) -> None:
+        close = getattr(self._events, "aclose", None)
+        if close is not None:
+            asyncio.ensure_future(close())
 
 
 class _Method:
-    def __init__(self, method: Any) -> None:
-        self._method = method
+    def __init__(self, method: Any, streaming: bool) -> None:
+        self._method, self._streaming = method, streaming
 
-    def remote(self, *args: Any, **kwargs: Any) -> LocalResponse:
+    def remote(self, *args: Any, **kwargs: Any) -> LocalResponse | LocalStream:
+        if self._streaming:
+            return LocalStream(self._method(*args, **kwargs))
         return LocalResponse(self._method, args, kwargs)
 
 
 class LocalHandle:
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, **options: Any) -> None:
         self._target = target
+        self._options = options
 
-    def options(self, **_: Any) -> LocalHandle:
-        return self
+    def options(self, **options: Any) -> LocalHandle:
+        return LocalHandle(self._target, **{**self._options, **options})
 
     def __getattr__(self, name: str) -> _Method:
-        return _Method(getattr(self._target, name))
+        method = getattr(self._target, name)
+        if self._options.get("multiplexed_model_id") is not None:
+            method = _with_model_id(method, self._options["multiplexed_model_id"])
+        return _Method(method, streaming=self._options.get("stream", False))
 
 
-class LocalBase:
-    """The Base deployment without Ray: the same role, a dict of loaded pipelines, and a lock
-    for what ``max_ongoing_requests=1`` guarantees there (one request at a time)."""
+def _with_model_id(method: Any, model_id: str) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return method(*args, model_id=model_id, **kwargs)
 
-    def __init__(self, role: Any) -> None:
+    return call
+
+
+class LocalRole:
+    """A role's deployment without Ray: the same ``stream``, a dict of loaded models, and a lock
+    for what ``max_ongoing_requests=1`` guarantees there (one job at a time)."""
+
+    def __init__(self, role: Role) -> None:
         self.role = role
-        self.pipelines: dict[str, Any] = {}
-        self._one_at_a_time = threading.Lock()
+        self.models: dict[str, Any] = {}
+        self._one_at_a_time = asyncio.Lock()
 
-    def generate(self, uuid: str, step: Any, offset: int, remaining: int) -> Any:
-        with self._one_at_a_time:
-            if step.pipeline_key not in self.pipelines:
-                self.pipelines[step.pipeline_key] = self.role.load(step.pipeline_key)
-            return self.role.generate(self.pipelines[step.pipeline_key], uuid, step, offset, remaining)
+    async def _model(self, model_id: str) -> Any:
+        if model_id not in self.models:
+            self.models[model_id] = await asyncio.to_thread(self.role.load, model_id)
+        return self.models[model_id]
+
+    async def generate(self, step: Any, inputs: list[Any], model_id: str) -> AsyncIterator[Any]:
+        async with self._one_at_a_time:
+            async for event in stream(self.role, lambda: self._model(model_id), step, inputs):
+                yield event

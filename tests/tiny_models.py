@@ -13,18 +13,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, ModelMixin, StableDiffusionInpaintPipeline
+from diffusers import (
+    DiffusionPipeline,
+    EulerDiscreteScheduler,
+    ModelMixin,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from safetensors.torch import save_file
-from transformers import PreTrainedModel
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, PreTrainedModel
 
-from deployments.tiny import (
+from deployments.demo import (
+    CLIP_L_WIDTH,
     DEMO_CHECKPOINT_NAME,
+    SD_BETAS,
+    seeded,
+    text_config,
     tiny_sd15_components,
     tiny_sd15_pipeline,
-    tiny_sdxl_components,
-    tiny_sdxl_pipeline,
-    tiny_sdxl_refiner_pipeline,
     tiny_tokenizer,
+    tiny_vae,
     write_demo_checkpoint,
 )
 
@@ -48,8 +58,106 @@ __all__ = [
 Tensors = dict[str, torch.Tensor]
 
 
+# Hidden sizes of the two SDXL text encoders. They must differ: diffusers'
+# single-file loader tells the OpenAI CLIP (embedders.0) from the OpenCLIP
+# (embedders.1) by comparing position-embedding widths with the model it builds.
+CLIP_G_WIDTH = 64
+# OpenCLIP depth: diffusers recognises an SDXL base / refiner file by the key
+# "...model.transformer.resblocks.9...", so the tiny OpenCLIP has 10 layers.
+CLIP_G_LAYERS = 10
+CLIP_G_PROJECTION = 32
+SDXL_TIME_EMBED_DIM = 8
+
+
 def tiny_sd15_inpaint_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
     return StableDiffusionInpaintPipeline(**tiny_sd15_components(seed, in_channels=9), requires_safety_checker=False)
+
+
+def _sdxl_unet(seed: int, refiner: bool) -> UNet2DConditionModel:
+    if refiner:
+        # The refiner: four levels, attention in the middle two, conditioned on
+        # OpenCLIP alone; its time ids carry an aesthetic score (5 values, not 6).
+        blocks = {
+            "down_block_types": (
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+                "DownBlock2D",
+            ),
+            "up_block_types": (
+                "UpBlock2D",
+                "CrossAttnUpBlock2D",
+                "CrossAttnUpBlock2D",
+                "UpBlock2D",
+            ),
+            "block_out_channels": (8, 16, 16, 16),
+            "cross_attention_dim": CLIP_G_WIDTH,
+            "projection_class_embeddings_input_dim": CLIP_G_PROJECTION + 5 * SDXL_TIME_EMBED_DIM,
+        }
+    else:
+        blocks = {
+            "down_block_types": (
+                "DownBlock2D",
+                "CrossAttnDownBlock2D",
+                "CrossAttnDownBlock2D",
+            ),
+            "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            "block_out_channels": (8, 16, 16),
+            "cross_attention_dim": CLIP_L_WIDTH + CLIP_G_WIDTH,
+            "projection_class_embeddings_input_dim": CLIP_G_PROJECTION + 6 * SDXL_TIME_EMBED_DIM,
+        }
+    return seeded(
+        seed,
+        lambda: UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            norm_num_groups=4,
+            attention_head_dim=2,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+            **blocks,
+        ),
+    )
+
+
+def tiny_sdxl_components(seed: int = 0, refiner: bool = False) -> dict:
+    """Components of an SDXL base (or, with `refiner=True`, refiner) shaped pipeline."""
+    clip_g_config = text_config(CLIP_G_WIDTH, CLIP_G_LAYERS, projection_dim=CLIP_G_PROJECTION)
+    components = {
+        "unet": _sdxl_unet(seed, refiner),
+        "vae": tiny_vae(seed + 1, scaling_factor=0.13025),
+        "text_encoder": None,
+        "tokenizer": None,
+        "text_encoder_2": seeded(seed + 3, lambda: CLIPTextModelWithProjection(clip_g_config)),
+        "tokenizer_2": tiny_tokenizer(),
+        "scheduler": EulerDiscreteScheduler(
+            **SD_BETAS,
+            num_train_timesteps=1000,
+            steps_offset=1,
+            timestep_spacing="leading",
+        ),
+        "image_encoder": None,
+        "feature_extractor": None,
+    }
+    if not refiner:
+        components["text_encoder"] = seeded(seed + 2, lambda: CLIPTextModel(text_config(CLIP_L_WIDTH, 2)))
+        components["tokenizer"] = tiny_tokenizer()
+    return components
+
+
+def tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    return StableDiffusionXLPipeline(**tiny_sdxl_components(seed))
+
+
+def tiny_sdxl_refiner_pipeline(seed: int = 0) -> StableDiffusionXLImg2ImgPipeline:
+    return StableDiffusionXLImg2ImgPipeline(
+        **tiny_sdxl_components(seed, refiner=True),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+    )
 
 
 # ---------------------------------------------------------------- folders

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from serve_app.auth import UserDep
+from serve_app.auth import TokenDep
 from serve_app.dependencies import ServicesDep
 from serve_app.envelope import success
 from storage.files import list_models
@@ -26,9 +27,10 @@ _LISTINGS = {
 
 
 def _listing(kind: str):  # noqa: ANN202 - a route factory
-    # Sync, so FastAPI runs the folder walk in its thread pool, off the event loop.
-    def listing(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
-        return success(request, list_models(services.paths.models(kind)))
+    async def listing(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+        await services.store.session(token)
+        # The folder walk runs in a thread, off the event loop.
+        return success(request, await run_in_threadpool(list_models, services.paths.models(kind)))
 
     return listing
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from deployments.plan import Checkpoint
-from serve_app.auth import UserDep
-from serve_app.dependencies import Services, ServicesDep, parse_body
+from serve_app.auth import TokenDep
+from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
-from serve_app.errors import BadRequestError, NotFoundError
-from serve_app.models import apply_model, default_checkpoint, model_record, resolve_checkpoint
+from serve_app.errors import NotFoundError
+from serve_app.models import generation_request
 from serve_app.query import parse_list_query
 from serve_app.schemas import InvokeRequest
 from storage.listing import INVOCATIONS
@@ -21,6 +20,8 @@ from storage.listing import INVOCATIONS
 router = APIRouter()
 
 _UUID = re.compile(r"^[0-9a-f]{32}$")
+# An image's name never changes meaning (a new invocation gets a new uuid): cache it for good.
+_IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 def _checked_uuid(uuid: str) -> str:
@@ -30,50 +31,47 @@ def _checked_uuid(uuid: str) -> str:
 
 
 @router.post("/api/invoke")
-async def invoke(request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    invocation, checkpoint, model = await _resolve(await parse_body(request, InvokeRequest), services)
-    status = await services.store.admit(user.id, {**invocation.summary(), "checkpoint": checkpoint.name})
-    services.launch(services.planner.run.remote(status["uuid"], invocation, checkpoint, model), status["uuid"])
+async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    body = await parse_body(request, InvokeRequest)
+    model = body.model if body.model_type != "checkpoint" else None
+    context = await services.store.prepare_invocation(token, model)
+    # Folder walks and checkpoint headers: off the event loop.
+    generation = await run_in_threadpool(generation_request, body, context, services.paths)
+    status = await services.store.admit(token, generation.summary())
+    services.launch(services.planner.run.remote(status["uuid"], generation), status["uuid"])
     return success(request, status)
 
 
-async def _resolve(
-    invocation: InvokeRequest, services: Services
-) -> tuple[InvokeRequest, Checkpoint, dict[str, Any] | None]:
-    """The checkpoint to run, and the preconfigured model when ``model`` names one (it wins a tie)."""
-    if invocation.model is None:
-        return invocation, default_checkpoint(await services.store.settings(), services.paths), None
-    spec = await services.store.model(invocation.model) if invocation.model_type != "checkpoint" else None
-    if spec is not None:
-        effective, checkpoint = apply_model(invocation, spec, services.paths)
-        return effective, checkpoint, model_record(spec)
-    if invocation.model_type == "model":
-        raise BadRequestError(f"model: no preconfigured model named {invocation.model!r:.100}; see GET /api/models")
-    return invocation, resolve_checkpoint(invocation.model, services.paths), None
-
-
 @router.get("/api/invocation/images/{name}")
-async def image(name: str, services: ServicesDep, user: UserDep) -> Response:
-    return Response(await services.store.image(name, user.id), media_type="image/png")
+async def image(name: str, request: Request, services: ServicesDep, token: TokenDep) -> Response:
+    """The Store says whether the caller may read it; the file comes from the images folder."""
+    await services.store.readable_image(token, name)
+    etag = f'"{name}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
+    path = services.paths.images / name
+    if not path.is_file():
+        raise NotFoundError(f"Image {name} not found.")
+    return FileResponse(path, media_type="image/png", headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
 
 
 @router.get("/api/invocation/{uuid}")
-async def invocation_status(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    return success(request, await services.store.status(_checked_uuid(uuid), user.id))
+async def invocation_status(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    return success(request, await services.store.status(token, _checked_uuid(uuid)))
 
 
 @router.post("/api/invocation/{uuid}/cancel")
-async def cancel(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    return success(request, await services.store.cancel(_checked_uuid(uuid), user.id))
+async def cancel(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    return success(request, await services.store.cancel(token, _checked_uuid(uuid)))
 
 
 @router.delete("/api/invocation/{uuid}")
-async def delete(uuid: str, request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    await services.store.delete(_checked_uuid(uuid), user.id)
+async def delete(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    await services.store.delete(token, _checked_uuid(uuid))
     return success(request, None)
 
 
 @router.get("/api/invocation-history")
-async def history(request: Request, services: ServicesDep, user: UserDep) -> JSONResponse:
-    rows, count = await services.store.history(user.id, parse_list_query(request, INVOCATIONS))
+async def history(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    rows, count = await services.store.history(token, parse_list_query(request, INVOCATIONS))
     return success(request, rows, count=count)

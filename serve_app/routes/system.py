@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.auth import UserDep
+from serve_app.auth import TokenDep
 from serve_app.dependencies import ServicesDep
 from serve_app.envelope import success
 
@@ -15,8 +15,8 @@ router = APIRouter()
 
 
 @router.get("/api")
-async def status(request: Request, services: ServicesDep, _: UserDep) -> JSONResponse:
-    system = await services.store.system()
+async def status(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    system = await services.store.system(token)
     return success(
         request,
         {

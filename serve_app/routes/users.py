@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serve_app.auth import AdminDep
+from serve_app.auth import AdminTokenDep, TokenDep
 from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
 from serve_app.query import parse_list_query
@@ -16,32 +16,32 @@ router = APIRouter()
 
 
 @router.get("/api/users")
-async def list_users(request: Request, services: ServicesDep, _: AdminDep) -> JSONResponse:
-    rows, count = await services.store.users(parse_list_query(request, USERS))
+async def list_users(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    rows, count = await services.store.users(token, parse_list_query(request, USERS))
     return success(request, rows, count=count)
 
 
 @router.get("/api/users/{username}")
-async def get_user(username: str, request: Request, services: ServicesDep, _: AdminDep) -> JSONResponse:
-    rows, count = await services.store.users(parse_list_query(request, USERS), username)
+async def get_user(username: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    rows, count = await services.store.users(token, parse_list_query(request, USERS), username)
     return success(request, rows, count=count)
 
 
 @router.post("/api/users")
-async def create_user(request: Request, services: ServicesDep, _: AdminDep) -> JSONResponse:
+async def create_user(request: Request, services: ServicesDep, token: AdminTokenDep) -> JSONResponse:
     fields = await parse_body(request, UserCreate)
-    return success(request, await services.store.create_user(fields.model_dump()))
+    return success(request, await services.store.create_user(token, fields.model_dump()))
 
 
 # The seed shows POST for a change too; both are accepted.
 @router.patch("/api/users/{username}")
 @router.post("/api/users/{username}")
-async def update_user(username: str, request: Request, services: ServicesDep, _: AdminDep) -> JSONResponse:
+async def update_user(username: str, request: Request, services: ServicesDep, token: AdminTokenDep) -> JSONResponse:
     changes = (await parse_body(request, UserUpdate)).changes()
-    return success(request, await services.store.update_user(username, changes))
+    return success(request, await services.store.update_user(token, username, changes))
 
 
 @router.delete("/api/users/{username}")
-async def delete_user(username: str, request: Request, services: ServicesDep, _: AdminDep) -> JSONResponse:
-    await services.store.delete_user(username)
+async def delete_user(username: str, request: Request, services: ServicesDep, token: AdminTokenDep) -> JSONResponse:
+    await services.store.delete_user(token, username)
     return success(request, None)

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from storage.images import image_name, write_png
 from storage.metadata import utcnow
 from storage.passwords import token_digest
 from tests.conftest import serve_locally
@@ -27,24 +28,27 @@ class World:
     headers: dict[str, dict[str, str]]
     user_id: int
 
+    data_dir: Path
+
     def invocation(self) -> str:
         """A completed invocation with one image, owned by "user" (made without diffusion)."""
-        uuid = self.client.store.admit(self.user_id, {"prompt": "owned by user"})["uuid"]  # type: ignore[attr-defined]
-        self.client.store.complete(uuid, [Image.new("RGB", (8, 8))], {})  # type: ignore[attr-defined]
+        store = self.client.store  # type: ignore[attr-defined]
+        uuid = store.invocations.admit(self.user_id, {"prompt": "owned by user"}, limit=1000)["uuid"]
+        name = image_name(uuid, 0)
+        write_png(self.data_dir / "images", name, Image.new("RGB", (8, 8)), {})
+        store.invocations.complete(uuid, [name], 1)
         return uuid
 
     def model(self) -> str:
         name = f"model-{next(_counter)}"
-        self.client.store.create_model(  # type: ignore[attr-defined]
+        self.client.store.preconfigured.create(  # type: ignore[attr-defined]
             {"name": name, "model": "tiny-random-demo-noise-only", "size": 64, "prompt": "", "negative_prompt": ""}
         )
         return name
 
     def victim(self) -> str:
         username = f"victim{next(_counter)}"
-        self.client.store.create_user(  # type: ignore[attr-defined]
-            {"username": username, "new_password": "pw", "admin": False}
-        )
+        self.client.store.accounts.create(username, "pw", None, None, False)  # type: ignore[attr-defined]
         return username
 
 
@@ -58,8 +62,8 @@ def _login(client: TestClient, username: str, password: str) -> str:
 def world(data_dir: Path) -> Iterator[World]:
     with serve_locally(data_dir, auth=True) as client:
         store = client.store  # type: ignore[attr-defined]
-        user = store.create_user({"username": "alice", "new_password": "alice-pw", "admin": False})
-        store.create_user({"username": "bob", "new_password": "bob-pw", "admin": False})
+        user = store.accounts.create("alice", "alice-pw", None, None, False)
+        store.accounts.create("bob", "bob-pw", None, None, False)
         expired = _login(client, "alice", "alice-pw")
         store._db.execute(
             "UPDATE tokens SET expires = ? WHERE token_hash = ?",
@@ -77,7 +81,7 @@ def world(data_dir: Path) -> Iterator[World]:
         headers = {"none": {}, "malformed": {"Authorization": "Bearer !!not-a-token!!"}}
         headers |= {name: {"Authorization": f"Bearer {token}"} for name, token in bearer.items()}
         client.cookies.clear()  # login set the cookie; each call here says who it is
-        yield World(client, headers, user["attributes"]["id"])
+        yield World(client, headers, user["attributes"]["id"], data_dir)
 
 
 UNAUTHENTICATED = {"none": 401, "malformed": 401, "expired": 401, "revoked": 401}

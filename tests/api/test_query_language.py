@@ -6,7 +6,6 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from tests.api.test_invocations import error_of
 
@@ -68,9 +67,9 @@ def test_models_query_and_include(people: TestClient) -> None:
 
 def test_history_query(local_app: TestClient) -> None:
     store = local_app.store  # type: ignore[attr-defined]
-    done = store.admit(1, {"prompt": "done"})["uuid"]
-    store.complete(done, [Image.new("RGB", (8, 8))], {})
-    store.admit(1, {"prompt": "waiting"})
+    done = store.invocations.admit(1, {"prompt": "done"}, limit=10)["uuid"]
+    store.invocations.complete(done, [f"{done}_0.png"], 1)
+    store.invocations.admit(1, {"prompt": "waiting"}, limit=10)
     body = local_app.get("/api/invocation-history?filter=status:completed").json()
     assert [row["attributes"]["id"] for row in body["data"]] == [done] and body["meta"]["count"] == 1
     assert local_app.get("/api/invocation-history?sort=started&limit=1").json()["data"][0]["attributes"]["id"] == done

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.test_invocations import error_of, finished, invoke
-from tests.tiny_models import tiny_sd15_pipeline, write_diffusers_folder
+from tests.fake_role import write_fake_checkpoint
 
 DEMO = "tiny-random-demo-noise-only"
 USER_KEYS = {"first_name", "id", "last_login", "last_name", "username", "admin"}
@@ -79,7 +79,7 @@ def test_passwords_are_not_recoverable_from_the_database(local_app: TestClient, 
 @pytest.fixture
 def model_files(data_dir: Path) -> Path:
     folder = data_dir / "checkpoint"
-    write_diffusers_folder(tiny_sd15_pipeline(seed=2), folder / "refiner-model")
+    write_fake_checkpoint(folder / "refiner-model")
     (data_dir / "vae" / "xl16.safetensors").write_bytes(b"")
     (data_dir / "lora" / "pixel-art.safetensors").write_bytes(b"")
     (data_dir / "inversion" / "EasyNegative.safetensors").write_bytes(b"")
@@ -207,7 +207,7 @@ def test_invoking_a_preconfigured_model_applies_its_defaults(local_app: TestClie
 
 def test_model_type_breaks_a_tie(local_app: TestClient, data_dir: Path) -> None:
     # A diffusers folder and a preconfigured model, both called "same".
-    write_diffusers_folder(tiny_sd15_pipeline(seed=5), data_dir / "checkpoint" / "same")
+    write_fake_checkpoint(data_dir / "checkpoint" / "same")
     local_app.post("/api/models", json={"name": "same", "checkpoint": DEMO, "prompt": "from the model"})
 
     def ran(body: dict) -> dict:

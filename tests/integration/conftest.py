@@ -52,7 +52,7 @@ def deployed(ray_serve: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The application deployed over a fresh data folder with the demo checkpoint."""
     from ray import serve
 
-    from deployments.tiny import write_demo_checkpoint
+    from deployments.demo import write_demo_checkpoint
     from serve_app.app import build_app
     from storage.files import DataPaths
 

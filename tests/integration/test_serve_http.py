@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -74,3 +75,17 @@ def test_bad_input_is_a_400_and_the_server_keeps_serving(http: httpx.Client) -> 
     assert response.status_code == 400
     assert "num_inference_steps" in response.json()["errors"][0]["detail"]
     assert http.get("/api").status_code == 200
+
+
+def test_cancel_closes_the_role_stream_and_frees_the_replica(http: httpx.Client) -> None:
+    long = _invoke(http, prompt="long", width=256, height=256, num_inference_steps=400, seed=1)["uuid"]
+    seen = wait_for(lambda: http.get(f"/api/invocation/{long}").json()["data"], lambda s: (s["step"] or 0) >= 2)
+    assert seen["status"] == "processing" and seen["total"] >= 400  # PNDM, the default, adds one
+    assert http.post(f"/api/invocation/{long}/cancel").json()["data"]["status"] == "cancelled"
+    started = time.monotonic()
+    quick = _invoke(http, prompt="next", width=64, height=64, num_inference_steps=2, seed=2)["uuid"]
+    assert _finished(http, quick)["status"] == "completed"
+    # The long job would hold the one Base replica for half a minute more had it not stopped.
+    assert time.monotonic() - started < 10
+    status = http.get(f"/api/invocation/{long}").json()["data"]
+    assert status["status"] == "cancelled" and status["step"] < 400 and status["images"] is None

@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
-from deployments.plan import Checkpoint, make_plan
-from serve_app.schemas import InvokeRequest
-from tests.images import data_uri, gradient
+import json
+
+from deployments.plan import Diffuse, make_plan
+from deployments.request import Checkpoint, GenerationRequest, InputImage
+from tests.images import png_bytes
 
 DEMO = Checkpoint(name="demo", size=512)
 
 
+def image(width: int, height: int) -> InputImage:
+    return InputImage(png_bytes(width, height), width, height)
+
+
 def test_defaults_come_from_the_checkpoint_and_the_seed_is_recorded() -> None:
-    plan = make_plan(InvokeRequest(prompt="a cat"), DEMO, random_seed=99)
+    plan = make_plan(GenerationRequest(DEMO, prompt="a cat"), random_seed=99)
     (step,) = plan.steps
+    assert isinstance(step, Diffuse) and step.role == "base" and step.model_id == "demo"
     assert (step.width, step.height) == (512, 512)
     assert plan.seed == 99 and step.seeds == (99,)
-    assert step.image is None and step.strength is None
-    assert plan.to_dict()["seed"] == 99
+    assert step.source is None and step.strength is None
+    assert plan.to_dict()["seed"] == 99 and plan.roles == {"base"}
 
 
 def test_samples_get_consecutive_seeds() -> None:
-    plan = make_plan(InvokeRequest(seed=10, samples=3), DEMO, random_seed=0)
+    plan = make_plan(GenerationRequest(DEMO, seed=10, samples=3), random_seed=0)
     assert plan.steps[0].seeds == (10, 11, 12)
 
 
 def test_img2img_takes_its_size_from_the_image_and_counts_strength_steps() -> None:
-    request = InvokeRequest(image=data_uri(gradient(64, 48)), strength=0.5, num_inference_steps=10)
-    plan = make_plan(request, DEMO, random_seed=0)
+    request = GenerationRequest(DEMO, image=image(64, 48), strength=0.5, num_inference_steps=10)
+    plan = make_plan(request, random_seed=0)
     (step,) = plan.steps
     assert (step.width, step.height) == (64, 48)
     assert step.expected_steps == 5
-    assert plan.to_dict()["steps"][0]["image"] == {"width": 64, "height": 48}
+    assert plan.to_dict()["steps"][0]["source"] == {"width": 64, "height": 48}
+    assert step.source.open().size == (64, 48)
 
 
 def test_second_order_schedulers_report_two_evaluations_per_step() -> None:
-    assert make_plan(InvokeRequest(num_inference_steps=10, scheduler="heun"), DEMO, 0).expected_steps == 19
-    assert make_plan(InvokeRequest(num_inference_steps=10, scheduler="ddim"), DEMO, 0).expected_steps == 10
+    assert make_plan(GenerationRequest(DEMO, num_inference_steps=10, scheduler="heun"), 0).expected_steps == 19
+    assert make_plan(GenerationRequest(DEMO, num_inference_steps=10, scheduler="ddim"), 0).expected_steps == 10
 
 
-def test_the_plan_is_json_serialisable() -> None:
-    import json
-
-    plan = make_plan(InvokeRequest(image=data_uri(gradient(64, 64))), DEMO, 0)
-    assert json.loads(json.dumps(plan.to_dict()))["steps"][0]["checkpoint"] == "demo"
+def test_the_plan_and_the_request_summary_are_json_serialisable() -> None:
+    request = GenerationRequest(DEMO, image=image(64, 64))
+    step = json.loads(json.dumps(make_plan(request, 0).to_dict()))["steps"][0]
+    assert (step["kind"], step["role"], step["checkpoint"]) == ("diffuse", "base", "demo")
+    summary = json.loads(json.dumps(request.summary()))
+    assert summary["checkpoint"] == "demo" and summary["image"] == {"width": 64, "height": 64}

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import duckdb
 import pytest
-from PIL import Image
 
-from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from serve_app.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    TooManyRequestsError,
+)
+from storage.invocations import RESTART_MESSAGE, Invocations
 from storage.listing import ListQuery
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
-from storage.store import RESTART_MESSAGE, StoreService
+from storage.store import StoreService
 
 OWNER, OTHER = 1, 2
+ADMIN = None  # with auth off, any caller (no token) acts as the admin
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> StoreService:
     return StoreService(str(tmp_path), "test")
+
+
+@pytest.fixture
+def invocations(store: StoreService) -> Invocations:
+    return store.invocations
 
 
 def test_migrations_run_once_and_anticipate_every_table(tmp_path: Path) -> None:
@@ -35,101 +48,135 @@ def test_migrations_run_once_and_anticipate_every_table(tmp_path: Path) -> None:
 
 def test_settings_default_then_persist(tmp_path: Path) -> None:
     store = StoreService(str(tmp_path), "test")
-    assert store.settings() == DEFAULT_SETTINGS
-    assert store.update_settings({"max_queued_invocations": 2, "cache_mode": None})["cache_mode"] is None
+    assert store.settings(ADMIN) == DEFAULT_SETTINGS
+    assert store.update_settings(ADMIN, {"max_queued_invocations": 2, "cache_mode": None})["cache_mode"] is None
     store._db.close()
-    assert StoreService(str(tmp_path), "test").settings()["max_queued_invocations"] == 2
+    assert StoreService(str(tmp_path), "test").settings(ADMIN)["max_queued_invocations"] == 2
 
 
-def test_queue_limit_answers_too_many_requests(store: StoreService) -> None:
-    store.update_settings({"max_queued_invocations": 2})
-    store.admit(OWNER, {})
-    store.admit(OWNER, {})
+def test_a_settings_change_lands_whole_or_not_at_all(store: StoreService) -> None:
+    with pytest.raises(KeyError):
+        store.update_settings(ADMIN, {"max_queued_invocations": 9, "no_such_setting": 1})
+    assert store.settings(ADMIN)["max_queued_invocations"] == DEFAULT_SETTINGS["max_queued_invocations"]
+
+
+def test_every_call_for_a_caller_checks_its_token(store: StoreService) -> None:
+    store.update_settings(ADMIN, {"auth": True})
+    with pytest.raises(AuthenticationError):
+        store.status(None, "0" * 32)
+    store.accounts.create("alice", "alice-pw", None, None, False)
+    token = store.login("alice", "alice-pw")["attributes"]["access_token"]
+    assert store.session(token) == {"id": 2, "username": "alice", "admin": False}
+    with pytest.raises(AccessDeniedError):
+        store.settings(token)
+    # A new password and the revocation of the old tokens land in one transaction.
+    store.accounts.update("alice", {"new_password": "new-pw"})
+    with pytest.raises(AuthenticationError):
+        store.session(token)
+
+
+def test_queue_limit_answers_too_many_requests(invocations: Invocations) -> None:
+    invocations.admit(OWNER, {}, limit=2)
+    invocations.admit(OWNER, {}, limit=2)
     with pytest.raises(TooManyRequestsError) as raised:
-        store.admit(OWNER, {})
+        invocations.admit(OWNER, {}, limit=2)
     assert raised.value.retry_after > 0
 
 
-def test_started_invocations_leave_the_queue(store: StoreService) -> None:
-    store.update_settings({"max_queued_invocations": 1})
-    first = store.admit(OWNER, {})
-    assert store.report_progress(first["uuid"], 0, 4)
-    assert store.status(first["uuid"], OWNER)["status"] == "processing"
-    store.admit(OWNER, {})  # the queue has room again
+def test_started_invocations_leave_the_queue(invocations: Invocations) -> None:
+    first = invocations.admit(OWNER, {}, limit=1)
+    assert invocations.progress(first["uuid"], 0, 4)
+    assert invocations.status(first["uuid"], OWNER)["status"] == "processing"
+    invocations.admit(OWNER, {}, limit=1)  # the queue has room again
 
 
-def test_progress_complete_and_image(store: StoreService, tmp_path: Path) -> None:
-    uuid = store.admit(OWNER, {"prompt": "x"})["uuid"]
-    store.report_progress(uuid, 0, 4)
-    store.report_progress(uuid, 2, 4)
-    running = store.status(uuid, OWNER)
+def test_progress_then_complete(invocations: Invocations) -> None:
+    uuid = invocations.admit(OWNER, {"prompt": "x"}, limit=4)["uuid"]
+    invocations.progress(uuid, 0, 4)
+    invocations.progress(uuid, 2, 4)
+    running = invocations.status(uuid, OWNER)
     assert (running["status"], running["step"], running["total"], running["progress"]) == ("processing", 2, 4, 0.5)
-    store.report_progress(uuid, 4, 4)
-    assert store.complete(uuid, [Image.new("RGB", (8, 8), "red")], {"plan": {"seed": 1}})
-    done = store.status(uuid, OWNER)
-    assert done["status"] == "completed" and done["progress"] == 1.0
+    assert invocations.complete(uuid, [f"{uuid}_0.png"], 4)
+    done = invocations.status(uuid, OWNER)
+    assert done["status"] == "completed" and done["progress"] == 1.0 and done["step"] == 4
     assert done["images"] == [f"images/{uuid}_0.png"]
-    png = store.image(f"{uuid}_0.png", OWNER)
-    assert png.startswith(b"\x89PNG") and (tmp_path / "images" / f"{uuid}_0.png").read_bytes() == png
+    assert invocations.readable_image(f"{uuid}_0.png", OWNER) == f"{uuid}_0.png"
 
 
-def test_other_users_see_nothing(store: StoreService) -> None:
-    uuid = store.admit(OWNER, {})["uuid"]
-    store.complete(uuid, [Image.new("RGB", (8, 8))], {})
+def test_other_users_see_nothing(invocations: Invocations) -> None:
+    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    invocations.complete(uuid, [f"{uuid}_0.png"], 1)
     for call in (
-        lambda: store.status(uuid, OTHER),
-        lambda: store.cancel(uuid, OTHER),
-        lambda: store.delete(uuid, OTHER),
-        lambda: store.image(f"{uuid}_0.png", OTHER),
+        lambda: invocations.status(uuid, OTHER),
+        lambda: invocations.cancel(uuid, OTHER),
+        lambda: invocations.delete(uuid, OTHER),
+        lambda: invocations.readable_image(f"{uuid}_0.png", OTHER),
     ):
         with pytest.raises(NotFoundError):
             call()
-    assert store.history(OTHER, ListQuery()) == ([], 0)
-    assert store.status(uuid, OWNER)["status"] == "completed"
+    assert invocations.history(OTHER, ListQuery()) == ([], 0)
+    assert invocations.status(uuid, OWNER)["status"] == "completed"
 
 
 @pytest.mark.parametrize("name", ["../enfugue.duckdb", "x.png", "0" * 32 + "_0.png/../../etc"])
-def test_image_names_are_checked(store: StoreService, name: str) -> None:
+def test_image_names_are_checked(invocations: Invocations, name: str) -> None:
     with pytest.raises((BadRequestError, NotFoundError)):
-        store.image(name, OWNER)
+        invocations.readable_image(name, OWNER)
 
 
-def test_cancel_stops_progress_and_discards_late_results(store: StoreService) -> None:
-    uuid = store.admit(OWNER, {})["uuid"]
-    assert store.report_progress(uuid, 1, 4)
-    assert store.cancel(uuid, OWNER)["status"] == "cancelled"
-    assert not store.report_progress(uuid, 2, 4)
-    assert not store.complete(uuid, [Image.new("RGB", (8, 8))], {})
-    assert store.status(uuid, OWNER)["images"] is None
+def test_cancel_stops_progress_and_refuses_late_results(invocations: Invocations) -> None:
+    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    assert invocations.progress(uuid, 1, 4)
+    assert invocations.cancel(uuid, OWNER)["status"] == "cancelled"
+    assert not invocations.progress(uuid, 2, 4)
+    assert not invocations.complete(uuid, [f"{uuid}_0.png"], 4)
+    assert invocations.status(uuid, OWNER)["images"] is None
 
 
-def test_delete_removes_record_and_files(store: StoreService, tmp_path: Path) -> None:
-    uuid = store.admit(OWNER, {})["uuid"]
-    store.complete(uuid, [Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))], {})
-    store.delete(uuid, OWNER)
+def test_a_watcher_learns_of_a_cancel_at_once(invocations: Invocations) -> None:
+    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+
+    async def watch_then_cancel() -> None:
+        watcher = asyncio.ensure_future(invocations.stopped(uuid))
+        await asyncio.sleep(0.05)
+        assert not watcher.done()
+        await asyncio.to_thread(invocations.cancel, uuid, OWNER)  # as the Store's thread pool would
+        await asyncio.wait_for(watcher, timeout=1)
+
+    asyncio.run(watch_then_cancel())
+    asyncio.run(asyncio.wait_for(invocations.stopped(uuid), timeout=1))  # already over: returns at once
+
+
+def test_delete_removes_record_and_files(invocations: Invocations, tmp_path: Path) -> None:
+    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    names = [f"{uuid}_0.png", f"{uuid}_1.png"]
+    for name in names:
+        (tmp_path / "images" / name).write_bytes(b"png")
+    invocations.complete(uuid, names, 1)
+    invocations.delete(uuid, OWNER)
     assert list((tmp_path / "images").iterdir()) == []
     with pytest.raises(NotFoundError):
-        store.status(uuid, OWNER)
+        invocations.status(uuid, OWNER)
 
 
 def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path) -> None:
     store = StoreService(str(tmp_path), "test")
-    done = store.admit(OWNER, {})["uuid"]
-    store.complete(done, [Image.new("RGB", (8, 8))], {})
-    running = store.admit(OWNER, {})["uuid"]
-    store.report_progress(running, 1, 4)
+    done = store.invocations.admit(OWNER, {}, limit=4)["uuid"]
+    store.invocations.complete(done, [f"{done}_0.png"], 1)
+    running = store.invocations.admit(OWNER, {}, limit=4)["uuid"]
+    store.invocations.progress(running, 1, 4)
     store._db.close()
 
     restarted = StoreService(str(tmp_path), "test")
-    assert restarted.status(done, OWNER)["status"] == "completed"
-    interrupted = restarted.status(running, OWNER)
+    assert restarted.status(ADMIN, done)["status"] == "completed"
+    interrupted = restarted.status(ADMIN, running)
     assert interrupted["status"] == "error" and interrupted["message"] == RESTART_MESSAGE
 
 
-def test_history_is_newest_first_with_a_count(store: StoreService) -> None:
-    uuids = [store.admit(OWNER, {"prompt": str(index)})["uuid"] for index in range(3)]
-    rows, count = store.history(OWNER, ListQuery(limit=2))
+def test_history_is_newest_first_with_a_count(invocations: Invocations) -> None:
+    uuids = [invocations.admit(OWNER, {"prompt": str(index)}, limit=4)["uuid"] for index in range(3)]
+    rows, count = invocations.history(OWNER, ListQuery(limit=2))
     assert count == 3
     assert [row["attributes"]["id"] for row in rows] == uuids[::-1][:2]
     assert rows[0]["type"] == "DiffusionInvocation"
-    assert store.history(OWNER, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]
+    assert invocations.history(OWNER, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]

@@ -1,4 +1,4 @@
-"""Image inputs: data URIs decoded and checked. Pillow only (the ingress imports this)."""
+"""Image inputs: data URIs decoded and checked. Pillow only; a leaf module every layer may use."""
 
 from __future__ import annotations
 
@@ -20,21 +20,21 @@ class ImageInputError(ValueError):
     """A request image that cannot be used; the message says why (without the field name)."""
 
 
-def decode_data_uri(value: str) -> Image.Image:
-    """The image in a ``data:image/...;base64,...`` URI, fully decoded (truncated files fail here)."""
+def data_uri_payload(value: str) -> bytes:
+    """The encoded file inside a ``data:image/...;base64,...`` URI (not yet decoded as an image)."""
     match = _DATA_URI.match(value)
     if match is None:
         raise ImageInputError("is not a data URI; expected data:image/<type>;base64,<data>")
     if ";base64" not in match["params"]:
         raise ImageInputError("must be base64-encoded (data:image/<type>;base64,<data>)")
     try:
-        payload = base64.b64decode(match["payload"], validate=True)
+        return base64.b64decode(match["payload"], validate=True)
     except (binascii.Error, ValueError) as error:
         raise ImageInputError("is not valid base64") from error
-    return _open_image(payload)
 
 
-def _open_image(payload: bytes) -> Image.Image:
+def open_image(payload: bytes) -> Image.Image:
+    """The image in an encoded file, fully decoded (truncated files fail here), in RGB."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -49,12 +49,8 @@ def _open_image(payload: bytes) -> Image.Image:
         raise ImageInputError("is too large to decode") from error
     except Exception as error:  # Pillow raises many types for corrupt data
         raise ImageInputError("does not contain an image Pillow can read (PNG, JPEG, WebP, ...)") from error
-    return image
-
-
-def image_size(value: str) -> tuple[int, int]:
-    return decode_data_uri(value).size
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_data_uri(value: str) -> Image.Image:
+    return open_image(data_uri_payload(value))

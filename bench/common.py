@@ -1,0 +1,62 @@
+"""What the benchmarks share: ports, a server started as a newcomer starts it, medians."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+@contextlib.contextmanager
+def running_server(data_dir: Path, python: str = sys.executable, source: Path = REPOSITORY) -> Iterator[str]:
+    """``enfugue-serve run`` in a subprocess on a free port, from ``source`` (a checkout); yields its URL.
+
+    ``python``/``source`` let one benchmark run measure another checkout (a baseline) too.
+    """
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(source), "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    command = [python, "-m", "serve_app.cli", "run", "--port", str(port), "--data-dir", str(data_dir)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url + "/api")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=180)
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def percentile_ms(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)] * 1000

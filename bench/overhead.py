@@ -1,0 +1,138 @@
+"""The cost of serving a job: invoke -> completed over HTTP against the direct diffusers call.
+
+For each job, N interleaved runs of (a) the same pipeline called directly in this process with
+one torch thread (a Base replica gets one CPU) and (b) POST /api/invoke, then polling
+GET /api/invocation/{uuid} every 5 ms until "completed", against `enfugue-serve run` started as
+a newcomer starts it. Prints medians, the ratio and where the extra time goes:
+admission (the POST), in the server (the invocation's duration minus the direct call), and
+noticing completion (the rest: the last poll).
+
+Target (issue 6): ratio <= 1.05 for 256x256/20 steps (goal 1.03), and the overhead at 50 steps
+within noise of that at 20.
+
+Run: make bench, or .venv/bin/python bench/overhead.py --runs 10
+     [--baseline-source DIR --baseline-python PY]  also measures another checkout in the same run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import httpx  # noqa: E402
+
+from bench.common import REPOSITORY, median_ms, running_server  # noqa: E402
+
+JOBS = ((256, 20), (256, 50), (64, 4))  # (size, steps)
+TARGET_RATIO = 1.05
+
+
+@dataclass
+class Samples:
+    direct: list[float] = field(default_factory=list)
+    served: list[float] = field(default_factory=list)
+    admission: list[float] = field(default_factory=list)
+    in_server: list[float] = field(default_factory=list)
+
+
+def load_direct_pipeline(checkpoint: Path):  # noqa: ANN201 - torch types stay out of the signature
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(1)
+    pipe = StableDiffusionPipeline.from_pretrained(str(checkpoint), local_files_only=True, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def direct_seconds(pipe, size: int, steps: int) -> float:  # noqa: ANN001
+    import torch
+
+    started = time.perf_counter()
+    pipe(
+        "Hello, world!", width=size, height=size, num_inference_steps=steps,
+        generator=torch.Generator("cpu").manual_seed(1),
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def served_seconds(client: httpx.Client, size: int, steps: int) -> tuple[float, float, float]:
+    """(total, admission, the invocation's own duration) of one job over HTTP."""
+    job = {"prompt": "Hello, world!", "width": size, "height": size, "num_inference_steps": steps, "seed": 1}
+    started = time.perf_counter()
+    uuid = client.post("/api/invoke", json=job).json()["data"]["uuid"]
+    admitted = time.perf_counter()
+    while True:
+        status = client.get(f"/api/invocation/{uuid}").json()["data"]
+        if status["status"] == "completed":
+            break
+        if status["status"] not in ("queued", "processing"):
+            raise RuntimeError(f"job ended {status['status']}: {status.get('message')}")
+        time.sleep(0.005)
+    total = time.perf_counter() - started
+    client.delete(f"/api/invocation/{uuid}")
+    return total, admitted - started, status["duration"]
+
+
+def measure(python: str, source: Path, runs: int) -> dict[tuple[int, int], Samples]:
+    results = {job: Samples() for job in JOBS}
+    with tempfile.TemporaryDirectory() as data, running_server(Path(data), python, source) as url:
+        checkpoint = next((Path(data) / "checkpoint").iterdir())
+        pipe = load_direct_pipeline(checkpoint)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for size, steps in JOBS:  # warm-up: first loads, first calls
+                direct_seconds(pipe, size, steps)
+                served_seconds(client, size, steps)
+            for _ in range(runs):
+                for job in JOBS:
+                    samples = results[job]
+                    samples.direct.append(direct_seconds(pipe, *job))
+                    total, admission, in_server = served_seconds(client, *job)
+                    samples.served.append(total)
+                    samples.admission.append(admission)
+                    samples.in_server.append(in_server)
+    return results
+
+
+def report(label: str, results: dict[tuple[int, int], Samples]) -> None:
+    print(f"{label}")
+    print(f"  {'job':<14}{'direct':>10}{'served':>10}{'ratio':>8}{'overhead':>10}{'admission':>11}"
+          f"{'in server':>11}{'noticing':>10}")  # fmt: skip
+    for (size, steps), samples in results.items():
+        direct, served = median_ms(samples.direct), median_ms(samples.served)
+        admission = median_ms(samples.admission)
+        in_server = median_ms(samples.in_server) - direct
+        noticing = served - direct - admission - in_server
+        print(
+            f"  {f'{size}x{size}/{steps}':<14}{direct:8.1f}ms{served:8.1f}ms{served / direct:8.3f}"
+            f"{served - direct:8.1f}ms{admission:9.1f}ms{in_server:9.1f}ms{noticing:8.1f}ms"
+        )
+    key = (256, 20)
+    ratio = statistics.median(results[key].served) / statistics.median(results[key].direct)
+    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    print(f"  256x256/20: ratio {ratio:.3f}, target <= {TARGET_RATIO} (goal 1.03): {verdict} the target")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline-source", type=Path, help="another checkout to measure in the same run")
+    parser.add_argument("--baseline-python", default=sys.executable, help="the Python to run the baseline with")
+    args = parser.parse_args()
+    print(f"medians of {args.runs} interleaved runs after one warm-up each; direct = diffusers in this process")
+    if args.baseline_source:
+        report(f"baseline ({args.baseline_source})", measure(args.baseline_python, args.baseline_source, args.runs))
+    report("this checkout", measure(sys.executable, REPOSITORY, args.runs))
+
+
+if __name__ == "__main__":
+    main()

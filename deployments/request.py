@@ -1,0 +1,67 @@
+"""What an invocation asks for once the ingress has resolved it: the input of ``make_plan``.
+
+Pure data (no Ray, no torch), free of HTTP: the ingress builds it from a validated body, and
+anything else (a batch job, a test) can build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from serve_app.datauri import open_image
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint the ingress resolved: its name relative to the checkpoint folder, and size."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image a request brought, kept encoded (smaller on the wire than its pixels)."""
+
+    data: bytes = field(repr=False)
+    width: int
+    height: int
+
+    def open(self) -> Image.Image:
+        return open_image(self.data)
+
+    def summary(self) -> dict[str, int]:
+        return {"width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One invocation: the checkpoint and every parameter, defaults already applied."""
+
+    checkpoint: Checkpoint
+    prompt: str = ""
+    negative_prompt: str = ""
+    # None: the input image's size, else the checkpoint's.
+    width: int | None = None
+    height: int | None = None
+    # None: the Planner draws one and records it in the plan.
+    seed: int | None = None
+    samples: int = 1
+    num_inference_steps: int = 40
+    guidance_scale: float = 7.5
+    scheduler: str | None = None
+    image: InputImage | None = None
+    strength: float = 0.8
+    # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.
+    model: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able, as stored before a plan exists: the input image replaced by its size."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if getattr(self, name) is not None}
+        data["checkpoint"] = self.checkpoint.name
+        if self.image is not None:
+            data["image"] = self.image.summary()
+        return data

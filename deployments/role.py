@@ -1,0 +1,170 @@
+"""The one shape every model role shares: a small protocol, the stream, and the deployment shell.
+
+A role (Base today; Inpainter, Refiner, Upscaler later) is a plain class that loads a model by
+id and runs one plan step on it, blocking, reporting progress through a ``Reporter``. It knows
+nothing of Ray, the Store or the rest of the plan. ``stream`` runs it in a thread and turns it
+into an async generator of events: ``Started``, ``Progress`` (latest wins), then ``Outputs`` or
+the domain error as a value. Closing the generator (a cancelled stream) stops the role at its
+next step and waits for it, so a replica never runs two jobs on one pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from PIL import Image
+from ray import serve
+
+from serve_app.errors import APIError
+
+logger = logging.getLogger(__name__)
+
+# Loaded models a replica keeps (least recently used goes first); requests are routed to
+# replicas that already hold their model.
+MODELS_PER_REPLICA = 2
+# Internal deployments log what an operator needs (loads, failures), not one line per call.
+QUIET = {"enable_access_log": False}
+
+
+@dataclass(frozen=True)
+class Started:
+    """The role took the job (its model may still be loading)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``step`` of ``total`` of this role's own step are done."""
+
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Outputs:
+    images: list[Image.Image]
+
+
+Event = Started | Progress | Outputs | APIError
+
+
+class Stopped(Exception):
+    """Raised inside a role's run when its stream was closed; never leaves ``stream``."""
+
+
+class Reporter:
+    """What a running role reports to, from its worker thread."""
+
+    def __init__(self, publish: Callable[[Progress], None]) -> None:
+        self._publish = publish
+        self._stop = threading.Event()
+
+    def progress(self, step: int, total: int) -> None:
+        self._publish(Progress(step, total))
+
+    @property
+    def stopped(self) -> bool:
+        """True once the stream was closed: stop at the next step and raise ``Stopped``."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Role(Protocol):
+    def load(self, model_id: str) -> Any:
+        """The model ``model_id`` names, ready to run (blocking)."""
+
+    def run(self, model: Any, step: Any, inputs: list[Image.Image], reporter: Reporter) -> list[Image.Image]:
+        """One plan step on ``model`` (blocking); ``inputs`` are the step's source images, if any."""
+
+    def check_health(self) -> None:
+        """Raise when the replica can no longer run jobs (a lost device)."""
+
+
+_DONE = object()
+
+
+async def stream(
+    role: Role, model: Callable[[], Awaitable[Any]], step: Any, inputs: list[Image.Image]
+) -> AsyncIterator[Event]:
+    """Get the model (loading it counts as started), run ``role`` on ``step`` in a thread, and
+    yield its events as they come."""
+    yield Started()
+    try:
+        loaded = await model()
+    except APIError as error:  # a model that cannot load is the request's problem
+        yield error
+        return
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    reporter = Reporter(lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+    work = loop.run_in_executor(None, role.run, loaded, step, inputs, reporter)
+    work.add_done_callback(lambda _: events.put_nowait(_DONE))
+    try:
+        finished = False
+        while not finished:
+            batch = [await events.get()]
+            while not events.empty():
+                batch.append(events.get_nowait())
+            finished = batch[-1] is _DONE
+            progress = [event for event in batch if event is not _DONE]
+            if progress:
+                yield progress[-1]  # the latest wins; the consumer wants where the role is now
+        try:
+            images = work.result()
+        except APIError as error:
+            yield error
+            return
+        yield Outputs(images)
+    finally:
+        reporter.stop()
+        await _outlive_cancellation(work)
+
+
+async def _outlive_cancellation(work: asyncio.Future[Any]) -> None:
+    """Wait until the role's thread is done, even while this task is being cancelled."""
+    while not work.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({work})
+    if not work.cancelled() and isinstance(work.exception(), Stopped):
+        logger.info("stopped: the stream was closed")
+
+
+class RoleDeployment:
+    """The deployment shell of every model role: models by multiplexing, a stream per job."""
+
+    role_class: ClassVar[Callable[..., Role]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._role = self.role_class(*args, **kwargs)
+
+    @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
+    async def model(self, model_id: str) -> Any:
+        return await asyncio.to_thread(self._role.load, model_id)
+
+    async def generate(self, step: Any, inputs: list[Image.Image]) -> AsyncIterator[Event]:
+        """Consumed with ``handle.options(stream=True, multiplexed_model_id=step.model_id)``."""
+        model_id = serve.get_multiplexed_model_id()
+        async for event in stream(self._role, lambda: self.model(model_id), step, inputs):
+            yield event
+
+    async def check_health(self) -> None:
+        await asyncio.to_thread(self._role.check_health)
+
+
+def role_deployment(role_class: Callable[..., Role], name: str) -> Any:
+    """The Serve deployment of one role: one job at a time (a diffusers pipeline is not thread-safe)."""
+    shell = type(name, (RoleDeployment,), {"role_class": role_class, "__module__": role_class.__module__})
+    return serve.deployment(
+        name=name,
+        max_ongoing_requests=1,
+        health_check_period_s=30,
+        graceful_shutdown_timeout_s=60,
+        logging_config=QUIET,
+    )(shell)

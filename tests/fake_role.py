@@ -1,0 +1,69 @@
+"""A model role without a model: the role protocol, a fixed latency per step, solid-colour images.
+
+The API tier runs on it without importing torch; it is also what the serving layer is
+measured against, since its cost is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from deployments.plan import Diffuse
+from deployments.role import Reporter, Stopped
+from serve_app.errors import BadRequestError
+
+# The name a first start gives its demo checkpoint (deployments.demo, which needs torch).
+DEMO_NAME = "tiny-random-demo-noise-only"
+
+
+def write_fake_checkpoint(folder: Path, size: int = 64) -> Path:
+    """A diffusers folder with configs and no weights: listed and sized like a checkpoint
+    (64, as the demo checkpoint)."""
+    (folder / "unet").mkdir(parents=True, exist_ok=True)
+    (folder / "vae").mkdir(exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": size // 8}))
+    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [8, 8, 16, 16]}))
+    return folder
+
+
+def colour(seed: int) -> tuple[int, int, int]:
+    """The colour a fake output of ``seed`` has: distinct seeds, distinct colours (mostly)."""
+    return (seed * 97) % 256, (seed * 57 + 80) % 256, (seed * 31 + 160) % 256
+
+
+class FakeRole:
+    """Runs ``Diffuse`` steps by sleeping ``step_seconds`` a step; records what it was asked."""
+
+    def __init__(self, step_seconds: float = 0.005, checkpoints: Path | None = None) -> None:
+        self.step_seconds = step_seconds
+        self._checkpoints = checkpoints
+        self.loads: list[str] = []
+        self.steps: list[Diffuse] = []
+        self.stopped_at: list[float] = []  # time.monotonic() of each stop
+
+    def load(self, model_id: str) -> str:
+        if self._checkpoints is not None and not (self._checkpoints / model_id).exists():
+            raise BadRequestError(f"model: no checkpoint named {model_id!r}")
+        self.loads.append(model_id)
+        return model_id
+
+    def run(self, model: Any, step: Diffuse, inputs: list[Image.Image], reporter: Reporter) -> list[Image.Image]:
+        self.steps.append(step)
+        total = step.expected_steps
+        for index in range(total):
+            if reporter.stopped:
+                self.stopped_at.append(time.monotonic())
+                raise Stopped
+            time.sleep(self.step_seconds)
+            reporter.progress(index + 1, total)
+        size = inputs[0].size if inputs else (step.width, step.height)
+        return [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
+
+    def check_health(self) -> None:
+        return None
