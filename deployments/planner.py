@@ -44,6 +44,7 @@ class Planner:
         """Execute the invocation to its end; the outcome goes to the Store. Returns the final status."""
         watch = self._store_handle.stopped.remote(uuid)
         stopped = asyncio.ensure_future(watch)
+        plan: Plan | None = None
         try:
             plan = make_plan(request, random_seed=secrets.randbelow(2**32))
             job = asyncio.ensure_future(self._execute(uuid, plan))
@@ -59,17 +60,22 @@ class Planner:
                 return "cancelled"
             return job.result()
         except APIError as error:
-            await self._store.fail(uuid, error.detail)
+            await self._store.fail(uuid, error.detail, plan and plan.to_dict())
         except Exception as error:
             logger.exception("invocation %s failed", uuid)
-            await self._store.fail(uuid, describe(error))
+            await self._store.fail(uuid, describe(error), plan and plan.to_dict())
         finally:
             watch.cancel()
         return "error"
 
     async def _execute(self, uuid: str, plan: Plan) -> str:
-        recorded = asyncio.ensure_future(self._store.record_plan(uuid, plan.to_dict()))
-        writer = ProgressWriter(lambda step, total: self._store.progress(uuid, step, total))
+        unrecorded = [plan.to_dict()]  # goes with the first progress write (and with the last word)
+
+        async def write(step: int, total: int) -> None:
+            await self._store.progress(uuid, step, total, unrecorded[0] if unrecorded else None)
+            unrecorded.clear()
+
+        writer = ProgressWriter(write)
         outputs: list[list[Image.Image]] = []
         done, remaining = 0, plan.expected_steps
         try:
@@ -81,8 +87,7 @@ class Planner:
         finally:
             await writer.close()
         names = await asyncio.to_thread(self._save, uuid, plan, outputs[-1])
-        await recorded
-        if await self._store.complete(uuid, names, done):
+        if await self._store.complete(uuid, names, done, plan.to_dict()):
             logger.info("invocation %s completed: %s images, %s steps", uuid, len(names), done)
             return "completed"
         for name in names:  # cancelled or deleted while the files were written

@@ -57,11 +57,3 @@ class GenerationRequest:
     strength: float = 0.8
     # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.
     model: dict[str, Any] | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able, as stored before a plan exists: the input image replaced by its size."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if getattr(self, name) is not None}
-        data["checkpoint"] = self.checkpoint.name
-        if self.image is not None:
-            data["image"] = self.image.summary()
-        return data

@@ -18,8 +18,10 @@ TOKEN_COOKIE = "enfugue_token"
 _TOKEN = re.compile(r"^[0-9a-f]{32,128}$")
 
 
-def presented_token(request: Request) -> str | None:
-    """The token the request carries: None when it carries none, "" when it is malformed."""
+async def presented_token(request: Request) -> str | None:
+    """The token the request carries: None when it carries none, "" when it is malformed.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in a thread."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.strip().partition(" ")

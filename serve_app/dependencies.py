@@ -54,7 +54,8 @@ class Services:
         task.add_done_callback(self._background.discard)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in a thread."""
     return request.app.state.services
 
 

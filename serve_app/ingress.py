@@ -14,7 +14,7 @@ from serve_app.dependencies import Services
 from serve_app.envelope import error_response, install_error_handlers
 from serve_app.errors import PayloadTooLargeError
 from serve_app.remote import Remote
-from serve_app.routes import files, invocations, login, models, settings, system, users
+from serve_app.routes import events, files, invocations, login, models, settings, system, users
 
 
 class BodyLimit:
@@ -52,7 +52,7 @@ def create_api(services: Services) -> FastAPI:
     api = FastAPI(title="enfugue-serve", version=services.version, docs_url="/api/docs", redoc_url=None)
     api.state.services = services
     install_error_handlers(api)
-    for module in (system, login, settings, users, models, files, invocations):
+    for module in (system, login, settings, users, models, files, invocations, events):
         api.include_router(module.router)
     api.add_middleware(BodyLimit, limit=services.args.max_body_bytes)
     api.add_middleware(

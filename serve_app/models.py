@@ -51,7 +51,8 @@ def default_checkpoint(configured: str | None, paths: DataPaths) -> Checkpoint:
 
 
 def generation_request(body: InvokeRequest, context: dict[str, Any], paths: DataPaths) -> GenerationRequest:
-    """The domain request for a validated body; ``context`` is the Store's ``prepare_invocation``."""
+    """The domain request for a validated body; ``context`` says the default checkpoint and the
+    preconfigured model the body names (None when there is none)."""
     spec = context["model"]
     if body.model is None:
         request, checkpoint, model = body, default_checkpoint(context["default_checkpoint"], paths), None

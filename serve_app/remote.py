@@ -20,6 +20,17 @@ def errors_as_values(cls: Cls) -> Cls:
     """A subclass of ``cls`` whose public methods return an ``APIError`` instead of raising it."""
 
     def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def answer_later(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await method(*args, **kwargs)
+                except APIError as error:
+                    return error
+
+            return answer_later
+
         @functools.wraps(method)
         def answer(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -32,7 +43,7 @@ def errors_as_values(cls: Cls) -> Cls:
     methods = {
         name: wrap(member)
         for name, member in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_") and not inspect.iscoroutinefunction(member)
+        if not name.startswith("_")
     }
     return type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__, "__doc__": cls.__doc__})  # type: ignore[return-value]
 

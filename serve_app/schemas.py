@@ -137,6 +137,13 @@ class InvokeRequest(BaseModel):
             )  # fmt: skip
         return self
 
+    def summary(self) -> dict[str, Any]:
+        """The body as stored with its invocation: given fields only, the image replaced by its size."""
+        data = self.model_dump(exclude_unset=True)
+        if self._image_size is not None:
+            data["image"] = {"width": self._image_size[0], "height": self._image_size[1]}
+        return data
+
     def image_file(self) -> tuple[bytes, tuple[int, int]] | None:
         """The ``image`` field decoded: its encoded file and its size."""
         if self._image_payload is None or self._image_size is None:

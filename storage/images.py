@@ -23,7 +23,9 @@ def encode_png(image: Image.Image, text: dict[str, Any]) -> bytes:
     for key, value in text.items():
         info.add_text(key, value if isinstance(value, str) else json.dumps(value))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    # Level 1: a few percent larger than the default 6, and faster to write (it is on the way
+    # from the last denoising step to "completed").
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
     return buffer.getvalue()
 
 

@@ -17,7 +17,7 @@ from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsErro
 from storage.images import IMAGE_NAME
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
-from storage.signals import EndSignals
+from storage.signals import Changes
 from storage.status import LiveProgress, history_object, status_object
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,9 @@ class Invocations:
         self._images = images
         self._lock = threading.Lock()
         self._live: dict[str, LiveProgress] = {}
-        self._ended = EndSignals()
+        # Admitted and not yet started, kept here: the queue limit is checked on every invoke.
+        self._queued: set[str] = set()
+        self._changes = Changes()
         interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
         if interrupted:
             logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)
@@ -41,54 +43,73 @@ class Invocations:
     def admit(self, user_id: int, request: dict[str, Any], limit: int) -> dict[str, Any]:
         """Record a new queued invocation, or refuse it when ``limit`` are already waiting."""
         with self._lock:
-            if self._db.count_invocations(("queued",)) >= limit:
+            if len(self._queued) >= limit:
                 raise TooManyRequestsError(
                     f"The invocation queue is full ({limit} waiting); try again when one has started.",
                     retry_after=5,
                 )
             record = self._db.create_invocation(uuids.uuid4().hex, user_id, request)
+            self._queued.add(record["uuid"])
+        self._changes.notify(record["uuid"])
         return self._status(record)
 
-    def record_plan(self, uuid: str, plan: dict[str, Any]) -> None:
-        self._db.update_invocation(uuid, plan=plan)
-
-    def progress(self, uuid: str, step: int, total: int) -> bool:
-        """Where a job stands (the first report marks it processing); False once it is no longer active."""
+    def progress(self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None) -> bool:
+        """Where a job stands; False once it is no longer active. The first report marks it
+        processing and records its ``plan``."""
         with self._lock:
             live = self._live.get(uuid)
             if live is None:
                 if not self._active(uuid):
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
-                self._db.update_invocation(uuid, status="processing", started=live.started)
+                self._queued.discard(uuid)
+                self._db.update_invocation(
+                    uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
+                )
             live.step, live.total = step, total
+        self._changes.notify(uuid)
         return True
 
-    def complete(self, uuid: str, names: list[str], total: int) -> bool:
-        """Record the output images; False (nothing recorded) if it was cancelled or deleted meanwhile."""
+    def complete(self, uuid: str, names: list[str], total: int, plan: dict[str, Any] | None = None) -> bool:
+        """Record the output images (and the plan); False (nothing recorded) if it was cancelled or
+        deleted meanwhile."""
         with self._lock:
             if not self._active(uuid):
                 return False
             live, ended = self._live.pop(uuid, None), utcnow()
+            self._queued.discard(uuid)
             self._db.update_invocation(
                 uuid, status="completed", ended=ended, images=names, outputs=len(names), step=total, total=total,
                 # It finished before any progress reached the Store: it started when it ended.
-                **({"started": ended} if live is None else {}),
+                **({"started": ended} if live is None else {}), **({"plan": plan} if plan else {}),
             )  # fmt: skip
-        self._ended.notify(uuid)
+        self._changes.notify(uuid)
         return True
 
-    def fail(self, uuid: str, message: str) -> None:
-        self._end(uuid, "error", error=message)
+    def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
+        self._end(uuid, "error", error=message, plan=plan)
 
     async def stopped(self, uuid: str) -> None:
         """Return once the invocation is no longer active (cancelled, deleted, or ended)."""
-        await self._ended.wait(uuid, lambda: self._active(uuid))
+        while True:
+            version = self._changes.version(uuid)
+            if not self._active(uuid):
+                return
+            await self._changes.wait(uuid, version)
 
     # the caller's side
 
     def status(self, uuid: str, user_id: int) -> dict[str, Any]:
         return self._status(self._owned(uuid, user_id))
+
+    async def watch(self, uuid: str, user_id: int, seen: int | None, timeout: float) -> tuple[int, dict[str, Any]]:
+        """(version, status) once the status is past version ``seen`` (at once when ``seen`` is None
+        or already past), or after ``timeout`` seconds with the version unchanged."""
+        self._owned(uuid, user_id)
+        version = self._changes.version(uuid)
+        if seen is not None and version == seen:
+            version = await self._changes.wait(uuid, seen, timeout)
+        return version, self.status(uuid, user_id)
 
     def cancel(self, uuid: str, user_id: int) -> dict[str, Any]:
         self._owned(uuid, user_id)
@@ -100,10 +121,11 @@ class Invocations:
         with self._lock:
             record = self._owned(uuid, user_id)
             self._live.pop(uuid, None)
+            self._queued.discard(uuid)
             for name in record["images"] or []:
                 (self._images / name).unlink(missing_ok=True)
             self._db.delete_invocation(uuid)
-        self._ended.notify(uuid)
+        self._changes.notify(uuid)
 
     def cancel_all(self, user_id: int) -> None:
         for uuid in self._db.active_invocations(user_id):
@@ -124,21 +146,24 @@ class Invocations:
         return name
 
     def counts(self) -> dict[str, int]:
-        return {status: self._db.count_invocations((status,)) for status in ACTIVE_STATUSES}
+        with self._lock:
+            return {"queued": len(self._queued), "processing": len(self._live)}
 
     # helpers
 
-    def _end(self, uuid: str, status: str, error: str | None = None) -> None:
+    def _end(self, uuid: str, status: str, error: str | None = None, plan: dict[str, Any] | None = None) -> None:
         """Move an active invocation to a final ``status``, keeping where it got to."""
         with self._lock:
             if not self._active(uuid):
                 return
             live = self._live.pop(uuid, None)
+            self._queued.discard(uuid)
             self._db.update_invocation(
                 uuid, status=status, error=error, ended=utcnow(),
                 step=live.step if live else None, total=live.total if live else None,
+                **({"plan": plan} if plan else {}),
             )  # fmt: skip
-        self._ended.notify(uuid)
+        self._changes.notify(uuid)
 
     def _active(self, uuid: str) -> bool:
         record = self._db.invocation(uuid)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 ACTIVE_STATUSES = ("queued", "processing")
+_CACHED_INVOCATIONS = 1024
 
 _INVOCATION_COLUMNS = (
     "id, uuid, user_id, status, request, plan, created, started, ended, step, total, outputs, images, error"
@@ -61,12 +63,21 @@ class Metadata:
         self._connection = connection
         self._lock = threading.RLock()
         self._settings: dict[str, Any] | None = None
+        # Invocation records by uuid: polled many times a second while a job runs. Coherent
+        # because every write to the table goes through this object.
+        self._invocations: OrderedDict[str, dict[str, Any]] = OrderedDict()
         with self._lock:
             migrate(connection)
 
     @classmethod
     def open(cls, path: Path | str) -> Metadata:
-        return cls(duckdb.connect(str(path)))
+        # Point lookups and small writes, one at a time: more threads only cost CPU to coordinate.
+        return cls(duckdb.connect(str(path), config={"threads": 1}))
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every query and transaction; hold it to read and cache without a write between."""
+        return self._lock
 
     def close(self) -> None:
         with self._lock:
@@ -114,24 +125,35 @@ class Metadata:
 
     # invocations
 
-    def count_invocations(self, statuses: tuple[str, ...]) -> int:
-        placeholders = ", ".join("?" for _ in statuses)
-        rows = self.fetch(f"SELECT count(*) FROM invocations WHERE status IN ({placeholders})", list(statuses))
-        return int(rows[0][0])
-
     def create_invocation(self, uuid: str, user_id: int, request: dict[str, Any]) -> dict[str, Any]:
+        created = utcnow()
         with self._lock:
-            self._connection.execute(
-                "INSERT INTO invocations (uuid, user_id, status, request, created) VALUES (?, ?, 'queued', ?, ?)",
-                [uuid, user_id, json.dumps(request), utcnow()],
-            )
-            invocation = self.invocation(uuid)
-        assert invocation is not None
-        return invocation
+            (identifier,) = self._connection.execute(
+                "INSERT INTO invocations (uuid, user_id, status, request, created) VALUES (?, ?, 'queued', ?, ?) "
+                "RETURNING id",
+                [uuid, user_id, json.dumps(request), created],
+            ).fetchone()
+            record = self._invocations[uuid] = {
+                "id": identifier, "uuid": uuid, "user_id": user_id, "status": "queued", "request": request,
+                "plan": None, "created": created, "started": None, "ended": None, "step": None, "total": None,
+                "outputs": 0, "images": None, "error": None,
+            }  # fmt: skip
+        return record
 
     def invocation(self, uuid: str) -> dict[str, Any] | None:
-        rows = self.fetch(f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE uuid = ?", [uuid])
-        return _invocation(rows[0]) if rows else None
+        """The record of ``uuid`` (do not change the dict: it may be the cached one)."""
+        with self._lock:
+            record = self._invocations.get(uuid)
+            if record is not None:
+                self._invocations.move_to_end(uuid)
+                return record
+            rows = self.fetch(f"SELECT {_INVOCATION_COLUMNS} FROM invocations WHERE uuid = ?", [uuid])
+            if not rows:
+                return None
+            record = self._invocations[uuid] = _invocation(rows[0])
+            if len(self._invocations) > _CACHED_INVOCATIONS:
+                self._invocations.popitem(last=False)
+            return record
 
     def update_invocation(self, uuid: str, **values: Any) -> None:
         """Set columns of one invocation; the column names are this module's own, never a request's."""
@@ -143,7 +165,9 @@ class Metadata:
             for key, value in values.items()
         }
         assignments = ", ".join(f"{key} = ?" for key in encoded)
-        self.execute(f"UPDATE invocations SET {assignments} WHERE uuid = ?", [*encoded.values(), uuid])
+        with self._lock:
+            self._invocations.pop(uuid, None)
+            self.execute(f"UPDATE invocations SET {assignments} WHERE uuid = ?", [*encoded.values(), uuid])
 
     def user_invocations(self, user_id: int, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of the user's invocations (newest first unless sorted), and how many match."""
@@ -160,11 +184,14 @@ class Metadata:
         return [row[0] for row in rows]
 
     def delete_invocation(self, uuid: str) -> None:
-        self.execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
+        with self._lock:
+            self._invocations.pop(uuid, None)
+            self.execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
 
     def interrupt_unfinished(self, message: str) -> int:
         """Mark invocations left queued or processing by a previous run as errors."""
         with self._lock:
+            self._invocations.clear()
             rows = self._connection.execute(
                 "UPDATE invocations SET status = 'error', error = ?, ended = ? "
                 "WHERE status IN ('queued', 'processing') RETURNING uuid",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -42,11 +43,28 @@ def _model(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"type": "DiffusionModel", "attributes": dict(zip(_MODEL_COLUMNS, row, strict=True))}
 
 
+# Pages of GET /api/models kept between changes (the listing is read far more often than written).
+_CACHED_PAGES = 256
+
+
 class Models:
     def __init__(self, db: Metadata) -> None:
         self._db = db
+        self._pages: dict[tuple[ListQuery, str | None], tuple[list[dict[str, Any]], int]] = {}
 
     def list(self, query: ListQuery, name: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """One page and the count of matches; kept until a model changes (all writes pass here)."""
+        key = (query, name)
+        with self._db.lock:  # writers clear the pages holding it, inside their transaction
+            page = self._pages.get(key)
+            if page is None:
+                page = self._list(query, name)
+                if len(self._pages) >= _CACHED_PAGES:
+                    self._pages.clear()
+                self._pages[key] = page
+        return copy.deepcopy(page)
+
+    def _list(self, query: ListQuery, name: str | None) -> tuple[list[dict[str, Any]], int]:
         where, params = MODELS.where(query, [("name = ?", name)] if name is not None else [])
         count = self._db.fetch(f"SELECT count(*) FROM models {where}", params)[0][0]
         order, page = MODELS.order_and_page(query)
@@ -82,6 +100,7 @@ class Models:
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
         with self._db.transaction() as connection:
+            self._pages.clear()
             if connection.execute("SELECT 1 FROM models WHERE name = ?", [spec["name"]]).fetchall():
                 raise StateConflictError(f"Model {spec['name']!r:.80} already exists.")
             connection.execute(
@@ -96,6 +115,7 @@ class Models:
         current = self.get(name)
         new_name = changes.get("name", name)
         with self._db.transaction() as connection:
+            self._pages.clear()
             if new_name != name and connection.execute("SELECT 1 FROM models WHERE name = ?", [new_name]).fetchall():
                 raise StateConflictError(f"Model {new_name!r:.80} already exists.")
             merged = {**current, **changes, "name": new_name}
@@ -112,6 +132,7 @@ class Models:
     def delete(self, name: str) -> None:
         self.get(name)
         with self._db.transaction() as connection:
+            self._pages.clear()
             for part in PARTS.values():
                 connection.execute(f"DELETE FROM {part.table} WHERE diffusion_model_name = ?", [name])
             connection.execute("DELETE FROM models WHERE name = ?", [name])

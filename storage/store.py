@@ -8,6 +8,7 @@ Calls from the Planner (progress, completion) take no token. Image bytes never p
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -38,9 +39,10 @@ def for_user(method: Method[Params, Result]) -> Authenticated[Params, Result]:
 
     @functools.wraps(method)
     def with_caller(self: StoreService, token: str | None, *args: Params.args, **kwargs: Params.kwargs) -> Result:
+        # For an async method this returns its coroutine, authenticated before it is awaited.
         return method(self, self._caller(token), *args, **kwargs)
 
-    return with_caller
+    return _keeping_kind(method, with_caller)
 
 
 def for_admin(method: Method[Params, Result]) -> Authenticated[Params, Result]:
@@ -53,7 +55,19 @@ def for_admin(method: Method[Params, Result]) -> Authenticated[Params, Result]:
             raise AccessDeniedError("This requires an administrator.")
         return method(self, caller, *args, **kwargs)
 
-    return with_admin
+    return _keeping_kind(method, with_admin)
+
+
+def _keeping_kind(method: Callable[..., Any], wrapper: Callable[..., Any]) -> Any:
+    """``wrapper`` as an ``async def`` when ``method`` is one (Serve and errors_as_values look)."""
+    if not inspect.iscoroutinefunction(method):
+        return wrapper
+
+    @functools.wraps(method)
+    async def awaited(*args: Any, **kwargs: Any) -> Any:
+        return await wrapper(*args, **kwargs)
+
+    return awaited
 
 
 def _found(page: tuple[list[Any], int], kind: str, name: str | None) -> tuple[list[Any], int]:
@@ -191,20 +205,31 @@ class StoreService:
     # invocations, for their owner
 
     @for_user
-    def prepare_invocation(self, caller: Caller, model: str | None) -> dict[str, Any]:
-        """What the ingress needs to resolve an invoke: the default checkpoint and the named model."""
+    def admit(self, caller: Caller, request: dict[str, Any], model: str | None) -> dict[str, Any]:
+        """Queue an invocation, with what the ingress needs to resolve it (one hop for both): its
+        status, the default checkpoint and the preconfigured ``model`` (None: no such model).
+        A request the ingress then finds it cannot run is withdrawn."""
+        settings = self._db.settings()
         return {
-            "default_checkpoint": self._db.settings()["default_checkpoint"],
+            "status": self.invocations.admit(caller.id, request, settings["max_queued_invocations"]),
+            "default_checkpoint": settings["default_checkpoint"],
             "model": self.preconfigured.find(model) if model is not None else None,
         }
 
     @for_user
-    def admit(self, caller: Caller, request: dict[str, Any]) -> dict[str, Any]:
-        return self.invocations.admit(caller.id, request, self._db.settings()["max_queued_invocations"])
+    def withdraw(self, caller: Caller, uuid: str) -> None:
+        """Forget an invocation that was admitted but never started (its request was refused)."""
+        self.invocations.delete(uuid, caller.id)
 
     @for_user
     def status(self, caller: Caller, uuid: str) -> dict[str, Any]:
         return self.invocations.status(uuid, caller.id)
+
+    @for_user
+    async def watch(self, caller: Caller, uuid: str, seen: int | None, timeout: float) -> tuple[int, dict[str, Any]]:
+        """(version, status) once the status changed from version ``seen`` (None: at once), or after
+        ``timeout`` seconds unchanged: what a stream of the invocation's events sends."""
+        return await self.invocations.watch(uuid, caller.id, seen, timeout)
 
     @for_user
     def cancel(self, caller: Caller, uuid: str) -> dict[str, Any]:
@@ -225,17 +250,14 @@ class StoreService:
 
     # invocations, for the Planner
 
-    def record_plan(self, uuid: str, plan: dict[str, Any]) -> None:
-        self.invocations.record_plan(uuid, plan)
+    def progress(self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None) -> bool:
+        return self.invocations.progress(uuid, step, total, plan)
 
-    def progress(self, uuid: str, step: int, total: int) -> bool:
-        return self.invocations.progress(uuid, step, total)
+    def complete(self, uuid: str, names: list[str], total: int, plan: dict[str, Any]) -> bool:
+        return self.invocations.complete(uuid, names, total, plan)
 
-    def complete(self, uuid: str, names: list[str], total: int) -> bool:
-        return self.invocations.complete(uuid, names, total)
-
-    def fail(self, uuid: str, message: str) -> None:
-        self.invocations.fail(uuid, message)
+    def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
+        self.invocations.fail(uuid, message, plan)
 
     async def stopped(self, uuid: str) -> None:
         await self.invocations.stopped(uuid)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from serve_app.auth import TokenDep
 from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
-from serve_app.errors import NotFoundError
+from serve_app.errors import APIError, NotFoundError
 from serve_app.models import generation_request
 from serve_app.query import parse_list_query
 from serve_app.schemas import InvokeRequest
@@ -24,7 +24,7 @@ _UUID = re.compile(r"^[0-9a-f]{32}$")
 _IMMUTABLE = "private, max-age=31536000, immutable"
 
 
-def _checked_uuid(uuid: str) -> str:
+def checked_uuid(uuid: str) -> str:
     if _UUID.match(uuid) is None:
         raise NotFoundError(f"Invocation {uuid!r:.60} not found.")
     return uuid
@@ -34,12 +34,16 @@ def _checked_uuid(uuid: str) -> str:
 async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     body = await parse_body(request, InvokeRequest)
     model = body.model if body.model_type != "checkpoint" else None
-    context = await services.store.prepare_invocation(token, model)
-    # Folder walks and checkpoint headers: off the event loop.
-    generation = await run_in_threadpool(generation_request, body, context, services.paths)
-    status = await services.store.admit(token, generation.summary())
-    services.launch(services.planner.run.remote(status["uuid"], generation), status["uuid"])
-    return success(request, status)
+    admitted = await services.store.admit(token, body.summary(), model)
+    uuid = admitted["status"]["uuid"]
+    try:
+        # Folder walks and checkpoint headers: off the event loop.
+        generation = await run_in_threadpool(generation_request, body, admitted, services.paths)
+    except APIError:
+        await services.store.withdraw(token, uuid)
+        raise
+    services.launch(services.planner.run.remote(uuid, generation), uuid)
+    return success(request, admitted["status"])
 
 
 @router.get("/api/invocation/images/{name}")
@@ -57,17 +61,17 @@ async def image(name: str, request: Request, services: ServicesDep, token: Token
 
 @router.get("/api/invocation/{uuid}")
 async def invocation_status(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
-    return success(request, await services.store.status(token, _checked_uuid(uuid)))
+    return success(request, await services.store.status(token, checked_uuid(uuid)))
 
 
 @router.post("/api/invocation/{uuid}/cancel")
 async def cancel(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
-    return success(request, await services.store.cancel(token, _checked_uuid(uuid)))
+    return success(request, await services.store.cancel(token, checked_uuid(uuid)))
 
 
 @router.delete("/api/invocation/{uuid}")
 async def delete(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
-    await services.store.delete(token, _checked_uuid(uuid))
+    await services.store.delete(token, checked_uuid(uuid))
     return success(request, None)
 
 

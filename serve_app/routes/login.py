@@ -32,7 +32,7 @@ async def login(request: Request, services: ServicesDep) -> JSONResponse:
 @router.get("/logout")
 async def logout(request: Request, services: ServicesDep) -> JSONResponse:
     """Revoke the token the request carries (if any) and forget the cookie."""
-    token = presented_token(request)
+    token = await presented_token(request)
     if token:
         await services.store.logout(token)
     response = success(request, None)

@@ -208,3 +208,43 @@ def test_an_image_is_streamed_with_a_validator_and_long_caching(local_app: TestC
     assert first.headers["cache-control"] == "private, max-age=31536000, immutable"
     again = local_app.get(path, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+def sse_events(response: Any) -> list[tuple[str | None, str, Any]]:
+    """(id, event, data) of each event of a text/event-stream body; comment lines are skipped."""
+    found = []
+    for block in response.text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if fields:
+            found.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
+    return found
+
+
+def test_the_event_stream_ends_at_completed_with_the_fields_of_the_last_poll(data_dir: Path) -> None:
+    with serve_locally(data_dir, role=FakeRole(step_seconds=0.02)) as client:
+        uuid = invoke(client, {**SMALL, "num_inference_steps": 30})["uuid"]
+        streamed = client.get(f"/api/invocation/{uuid}/events")
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(streamed)
+        statuses = [data for _, kind, data in events]
+        assert all(kind == "status" for _, kind, _ in events)
+        assert statuses[-1] == client.get(f"/api/invocation/{uuid}").json()["data"]
+        assert statuses[-1]["status"] == "completed"
+        steps = [status["step"] for status in statuses if status["step"] is not None]
+        assert len(events) >= 3 and steps == sorted(steps)
+        ids = [int(identifier) for identifier, _, _ in events]
+        assert ids == sorted(ids)
+        # Resuming from the last id: nothing new to say about a finished invocation.
+        again = client.get(f"/api/invocation/{uuid}/events", headers={"Last-Event-ID": str(ids[-1])})
+        assert sse_events(again) == []
+        assert sse_events(client.get(f"/api/invocation/{uuid}/events", headers={"Last-Event-ID": "1"}))
+
+
+def test_the_event_stream_of_an_unknown_invocation_is_a_404(local_app: TestClient) -> None:
+    assert error_of(local_app.get(f"/api/invocation/{'e' * 32}/events"), 404)
+
+
+def test_a_refused_request_leaves_no_invocation_behind(local_app: TestClient) -> None:
+    assert error_of(local_app.post("/api/invoke", json={"model": "nope.safetensors"}), 400).startswith("model")
+    assert local_app.get("/api/invocation-history").json()["meta"]["count"] == 0
+    assert local_app.get("/api").json()["data"]["system"]["invocations"]["queued"] == 0

@@ -113,6 +113,7 @@ ROUTES: list[tuple[str, str, Setup, dict[str, int]]] = [
         lambda w: (f"/api/invocation/images/{w.invocation()}_0.png", None),
         OWNER_ONLY,
     ),  # noqa: E501
+    ("GET", "/api/invocation/{uuid}/events", lambda w: (f"/api/invocation/{w.invocation()}/events", None), OWNER_ONLY),
     ("POST", "/api/invocation/{uuid}/cancel", lambda w: (f"/api/invocation/{w.invocation()}/cancel", None), OWNER_ONLY),
     ("DELETE", "/api/invocation/{uuid}", lambda w: (f"/api/invocation/{w.invocation()}", None), OWNER_ONLY),
     ("GET", "/api/invocation-history", lambda w: ("/api/invocation-history", None), ANYONE),
