@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
 from PIL import Image
 
-from deployments.pipelines import device_and_dtype, generators, load_pipeline, make_scheduler
+from deployments.pipelines import device_and_dtype, generators, load_pipeline, make_scheduler, place
 from deployments.plan import Diffuse
 from deployments.role import Reporter, Stopped, role_deployment
 from serve_app.errors import BadRequestError
@@ -39,7 +39,7 @@ class BaseRole:
         if path is None:
             raise BadRequestError(f"model: no checkpoint named {model_id!r}")
         logger.info("loading checkpoint %s on %s", model_id, self.device)
-        return load_pipeline(path, self._paths.configs, self.dtype).to(self.device)
+        return place(load_pipeline(path, self._paths.configs, self.dtype), self.device)
 
     def run(
         self, pipeline: DiffusionPipeline, step: Diffuse, inputs: list[Image.Image], reporter: Reporter

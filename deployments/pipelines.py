@@ -67,6 +67,21 @@ def device_and_dtype(precision: str | None) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def place(pipeline: DiffusionPipeline, device: torch.device) -> DiffusionPipeline:
+    """The pipeline on ``device``, laid out as runs fastest there.
+
+    On CUDA the convolution-heavy UNet and VAE take channels-last tensors (cuDNN's native
+    layout for half precision). Attention is PyTorch's SDPA, diffusers' default.
+    """
+    pipeline = pipeline.to(device)
+    if device.type == "cuda":
+        for name in ("unet", "vae"):
+            component = getattr(pipeline, name, None)
+            if component is not None:
+                component.to(memory_format=torch.channels_last)
+    return pipeline
+
+
 def detect_family(path: Path) -> str:
     """The checkpoint family (diffusers' model type) from tensor names and shapes."""
     if path.suffix.lower() == ".safetensors":

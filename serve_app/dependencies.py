@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from serve_app.config import AppArgs
 from serve_app.envelope import validation_detail
 from serve_app.errors import BadRequestError
+from serve_app.json_body import read_json
 from storage.files import DataPaths
 
 logger = logging.getLogger(__name__)
@@ -67,19 +67,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _PARSE_INLINE_BYTES = 64 * 1024
 
 
-def _json(body: bytes) -> Any:
-    """The body as JSON whatever its content type: Enfugue's clients (and curl -d) send form types."""
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"body: not valid JSON ({error})") from error
-
-
 def _validated(body: bytes, model: type[Model]) -> Model:
     try:
-        return model.model_validate(_json(body))
+        return model.model_validate(read_json(body))
     except ValidationError as error:
         raise BadRequestError("; ".join(validation_detail(item) for item in error.errors())) from error
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from serve_app.schemas import Dimension, GuidanceScale, Samples, Scheduler, Steps, Strength
+from serve_app.schemas import Dimension, GuidanceScale, Prompt, Samples, Scheduler, Steps, Strength
 
 # No path separators or dots: the name appears in URLs (/api/models/{name}) and never as a file.
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^/\\.]+$")]
@@ -49,8 +49,8 @@ class ModelFields(BaseModel):
     name: ModelName | None = None
     checkpoint: StrictStr | None = None
     size: Dimension | None = None
-    prompt: StrictStr | None = None
-    negative_prompt: StrictStr | None = None
+    prompt: Prompt | None = None
+    negative_prompt: Prompt | None = None
     refiner: StrictStr | None = None
     refiner_size: Dimension | None = None
     inpainter: StrictStr | None = None

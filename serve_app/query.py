@@ -7,6 +7,9 @@ from fastapi import Request
 from serve_app.errors import BadRequestError
 from storage.listing import DEFAULT_LIMIT, Listing, ListQuery, QueryError
 
+# Bounds for limit and offset: far past any real page, well inside DuckDB's BIGINT.
+MAX_PAGE_NUMBER = 1_000_000_000
+
 
 def _whole_number(request: Request, name: str, default: int) -> int:
     values = request.query_params.getlist(name)
@@ -15,8 +18,9 @@ def _whole_number(request: Request, name: str, default: int) -> int:
     if len(values) > 1:
         raise BadRequestError(f"{name}: given {len(values)} times; give it once")
     value = values[0]
-    if not value.isdigit():
-        raise BadRequestError(f"{name}: must be a whole number >= 0, got {value!r:.40}")
+    # isdigit() alone admits "²" and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > MAX_PAGE_NUMBER:
+        raise BadRequestError(f"{name}: must be a whole number from 0 to {MAX_PAGE_NUMBER}, got {value!r:.40}")
     return int(value)
 
 

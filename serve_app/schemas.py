@@ -9,6 +9,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictStr,
     ValidationInfo,
     field_validator,
@@ -25,6 +26,7 @@ Scheduler = Literal[
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
 MIN_SIZE, MAX_SIZE = 64, 4096
+MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
 MAX_SEED = 2**32 - 1
 
 # Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
@@ -49,11 +51,19 @@ ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride"
 # Validation context key: the (payload, size) of an image field already decoded.
 DECODED_IMAGE = "decoded_image"
 
+# Steps stop below 1000: the schedulers' "leading" spacing with an offset of one reaches
+# timestep 1000 at 1000 steps, past the end of the 1000-step training schedule.
+MAX_STEPS = 999
+MAX_SAMPLES = 16
+# No prompt is stored longer than this, whatever the max_prompt_length setting says.
+MAX_PROMPT_LENGTH = 10_000
+
 Dimension = Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
-Steps = Annotated[int, Field(ge=1, le=1000)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 GuidanceScale = Annotated[float, Field(ge=0, le=100)]
 Strength = Annotated[float, Field(ge=0, le=1)]
-Samples = Annotated[int, Field(ge=1, le=16)]
+Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
+Prompt = Annotated[StrictStr, Field(max_length=MAX_PROMPT_LENGTH)]
 
 
 class InvokeRequest(BaseModel):
@@ -64,8 +74,8 @@ class InvokeRequest(BaseModel):
     model: StrictStr | None = None
     # A checkpoint file and a preconfigured model may share a name; this says which is meant.
     model_type: Literal["checkpoint", "model"] | None = None
-    prompt: StrictStr = ""
-    negative_prompt: StrictStr = ""
+    prompt: Prompt = ""
+    negative_prompt: Prompt = ""
     width: Dimension | None = None
     height: Dimension | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
@@ -165,8 +175,8 @@ class SettingsUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    safe: bool | None = None
-    auth: bool | None = None
+    safe: StrictBool | None = None
+    auth: StrictBool | None = None
     max_queued_invocations: Annotated[int, Field(ge=1, le=10_000)] | None = None
     max_queued_downloads: Annotated[int, Field(ge=1, le=10_000)] | None = None
     max_concurrent_downloads: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -175,6 +185,10 @@ class SettingsUpdate(BaseModel):
     precision: Literal["full", "half"] | None = None
     intermediate_steps: Annotated[int, Field(ge=1, le=1000)] | None = None
     default_checkpoint: StrictStr | None = None
+    max_queued_invocations_per_user: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_prompt_length: Annotated[int, Field(ge=1, le=MAX_PROMPT_LENGTH)] | None = None
+    max_pixels_per_step: Annotated[int, Field(ge=MIN_PIXELS, le=MAX_PIXELS * MAX_SAMPLES)] | None = None
+    max_pixel_steps: Annotated[int, Field(ge=MIN_PIXELS, le=MAX_PIXELS * MAX_SAMPLES * MAX_STEPS)] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from storage.passwords import MAX_PASSWORD_LENGTH
@@ -34,7 +34,7 @@ class UserCreate(BaseModel):
     repeat_password: StrictStr
     first_name: Name | None = None
     last_name: Name | None = None
-    admin: bool = False
+    admin: StrictBool = False
 
     @model_validator(mode="after")
     def _repeat(self) -> UserCreate:
@@ -49,7 +49,7 @@ class UserUpdate(BaseModel):
 
     first_name: Name | None = None
     last_name: Name | None = None
-    admin: bool | None = None
+    admin: StrictBool | None = None
     new_password: Password | None = None
     repeat_password: StrictStr | None = None
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from storage.accounts import Caller
 from storage.images import IMAGE_NAME
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
@@ -31,8 +32,8 @@ class Invocations:
         self._images = images
         self._lock = threading.Lock()
         self._live: dict[str, LiveProgress] = {}
-        # Admitted and not yet started, kept here: the queue limit is checked on every invoke.
-        self._queued: set[str] = set()
+        # Admitted and not yet started, by owner, kept here: the queue limits are checked on every invoke.
+        self._queued: dict[str, int] = {}
         self._changes = Changes()
         interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
         if interrupted:
@@ -40,16 +41,23 @@ class Invocations:
 
     # the Planner's side
 
-    def admit(self, user_id: int, request: dict[str, Any], limit: int) -> dict[str, Any]:
-        """Record a new queued invocation, or refuse it when ``limit`` are already waiting."""
+    def admit(self, user_id: int, request: dict[str, Any], limit: int, per_user: int | None = None) -> dict[str, Any]:
+        """Record a new queued invocation, or refuse it when ``limit`` are already waiting, or
+        ``per_user`` of this user's."""
         with self._lock:
             if len(self._queued) >= limit:
                 raise TooManyRequestsError(
                     f"The invocation queue is full ({limit} waiting); try again when one has started.",
                     retry_after=5,
                 )
+            mine = sum(1 for owner in self._queued.values() if owner == user_id)
+            if per_user is not None and mine >= per_user:
+                raise TooManyRequestsError(
+                    f"You have {mine} invocations waiting, the most one user may; try again when one has started.",
+                    retry_after=5,
+                )
             record = self._db.create_invocation(uuids.uuid4().hex, user_id, request)
-            self._queued.add(record["uuid"])
+            self._queued[record["uuid"]] = user_id
         self._changes.notify(record["uuid"])
         return self._status(record)
 
@@ -62,7 +70,7 @@ class Invocations:
                 if not self._active(uuid):
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
-                self._queued.discard(uuid)
+                self._queued.pop(uuid, None)
                 self._db.update_invocation(
                     uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
                 )
@@ -77,7 +85,7 @@ class Invocations:
             if not self._active(uuid):
                 return False
             live, ended = self._live.pop(uuid, None), utcnow()
-            self._queued.discard(uuid)
+            self._queued.pop(uuid, None)
             self._db.update_invocation(
                 uuid, status="completed", ended=ended, images=names, outputs=len(names), step=total, total=total,
                 # It finished before any progress reached the Store: it started when it ended.
@@ -99,29 +107,29 @@ class Invocations:
 
     # the caller's side
 
-    def status(self, uuid: str, user_id: int) -> dict[str, Any]:
-        return self._status(self._owned(uuid, user_id))
+    def status(self, uuid: str, caller: Caller) -> dict[str, Any]:
+        return self._status(self._owned(uuid, caller))
 
-    async def watch(self, uuid: str, user_id: int, seen: int | None, timeout: float) -> tuple[int, dict[str, Any]]:
+    async def watch(self, uuid: str, caller: Caller, seen: int | None, timeout: float) -> tuple[int, dict[str, Any]]:
         """(version, status) once the status is past version ``seen`` (at once when ``seen`` is None
         or already past), or after ``timeout`` seconds with the version unchanged."""
-        self._owned(uuid, user_id)
+        self._owned(uuid, caller)
         version = self._changes.version(uuid)
         if seen is not None and version == seen:
             version = await self._changes.wait(uuid, seen, timeout)
-        return version, self.status(uuid, user_id)
+        return version, self.status(uuid, caller)
 
-    def cancel(self, uuid: str, user_id: int) -> dict[str, Any]:
-        self._owned(uuid, user_id)
+    def cancel(self, uuid: str, caller: Caller) -> dict[str, Any]:
+        self._owned(uuid, caller)
         self._end(uuid, "cancelled")
-        return self.status(uuid, user_id)
+        return self.status(uuid, caller)
 
-    def delete(self, uuid: str, user_id: int) -> None:
+    def delete(self, uuid: str, caller: Caller) -> None:
         """Cancel if still running, then remove the record and its image files."""
         with self._lock:
-            record = self._owned(uuid, user_id)
+            record = self._owned(uuid, caller)
             self._live.pop(uuid, None)
-            self._queued.discard(uuid)
+            self._queued.pop(uuid, None)
             for name in record["images"] or []:
                 (self._images / name).unlink(missing_ok=True)
             self._db.delete_invocation(uuid)
@@ -135,12 +143,13 @@ class Invocations:
         records, count = self._db.user_invocations(user_id, query)
         return [history_object(record) for record in records], count
 
-    def readable_image(self, name: str, user_id: int) -> str:
-        """``name`` if it is an output image of one of the user's invocations; else 400 / 404."""
+    def readable_image(self, name: str, caller: Caller) -> str:
+        """``name`` if it is an output image of one of the caller's invocations (any, for an
+        administrator); else 400 / 404."""
         match = IMAGE_NAME.match(name)
         if match is None:
             raise BadRequestError(f"file: {name!r:.80} is not an invocation image name (<uuid>_<n>.png)")
-        record = self._owned(match["uuid"], user_id)
+        record = self._owned(match["uuid"], caller)
         if name not in (record["images"] or []):
             raise NotFoundError(f"Image {name} not found.")
         return name
@@ -157,7 +166,7 @@ class Invocations:
             if not self._active(uuid):
                 return
             live = self._live.pop(uuid, None)
-            self._queued.discard(uuid)
+            self._queued.pop(uuid, None)
             self._db.update_invocation(
                 uuid, status=status, error=error, ended=utcnow(),
                 step=live.step if live else None, total=live.total if live else None,
@@ -169,10 +178,11 @@ class Invocations:
         record = self._db.invocation(uuid)
         return record is not None and record["status"] in ACTIVE_STATUSES
 
-    def _owned(self, uuid: str, user_id: int) -> dict[str, Any]:
-        """The record if it exists and belongs to the user; otherwise 404 (leaking nothing)."""
+    def _owned(self, uuid: str, caller: Caller) -> dict[str, Any]:
+        """The record if it exists and is the caller's (or the caller is an administrator);
+        otherwise 404, as for an invocation that does not exist (leaking nothing)."""
         record = self._db.invocation(uuid)
-        if record is None or record["user_id"] != user_id:
+        if record is None or not (caller.admin or record["user_id"] == caller.id):
             raise NotFoundError(f"Invocation {uuid} not found.")
         return record
 

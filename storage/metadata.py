@@ -32,6 +32,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "precision": None,
     "intermediate_steps": None,
     "default_checkpoint": None,
+    # What one user may have waiting, so that nobody fills the whole queue.
+    "max_queued_invocations_per_user": 2,
+    # The cost of one invocation, checked at admission: prompt characters (the text encoders
+    # read 77 tokens, a few hundred characters), pixels in one denoising step over every sample
+    # (a cancel acts between steps), and pixels times steps over the whole plan.
+    "max_prompt_length": 2000,
+    "max_pixels_per_step": 2048 * 2048 * 2,
+    "max_pixel_steps": 2048 * 2048 * 2 * 100,
 }
 
 ACTIVE_STATUSES = ("queued", "processing")

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ray import serve
 
-from serve_app.errors import AccessDeniedError, AuthenticationError, NotFoundError
+from serve_app.errors import AccessDeniedError, AuthenticationError, BadRequestError, NotFoundError
 from serve_app.remote import errors_as_values
 from storage.accounts import DEFAULT_PASSWORD_WARNING, INVALID_CREDENTIALS, Accounts, Caller
 from storage.files import DataPaths
@@ -210,34 +210,45 @@ class StoreService:
         status, the default checkpoint and the preconfigured ``model`` (None: no such model).
         A request the ingress then finds it cannot run is withdrawn."""
         settings = self._db.settings()
+        for field in ("prompt", "negative_prompt"):
+            length = len(request.get(field) or "")
+            if length > settings["max_prompt_length"]:
+                raise BadRequestError(
+                    f"{field}: {length} characters; at most {settings['max_prompt_length']} are allowed "
+                    "(the max_prompt_length setting)"
+                )
+        status = self.invocations.admit(
+            caller.id, request, settings["max_queued_invocations"], settings["max_queued_invocations_per_user"]
+        )
         return {
-            "status": self.invocations.admit(caller.id, request, settings["max_queued_invocations"]),
+            "status": status,
             "default_checkpoint": settings["default_checkpoint"],
             "model": self.preconfigured.find(model) if model is not None else None,
+            "limits": {key: settings[key] for key in ("max_prompt_length", "max_pixels_per_step", "max_pixel_steps")},
         }
 
     @for_user
     def withdraw(self, caller: Caller, uuid: str) -> None:
         """Forget an invocation that was admitted but never started (its request was refused)."""
-        self.invocations.delete(uuid, caller.id)
+        self.invocations.delete(uuid, caller)
 
     @for_user
     def status(self, caller: Caller, uuid: str) -> dict[str, Any]:
-        return self.invocations.status(uuid, caller.id)
+        return self.invocations.status(uuid, caller)
 
     @for_user
     async def watch(self, caller: Caller, uuid: str, seen: int | None, timeout: float) -> tuple[int, dict[str, Any]]:
         """(version, status) once the status changed from version ``seen`` (None: at once), or after
         ``timeout`` seconds unchanged: what a stream of the invocation's events sends."""
-        return await self.invocations.watch(uuid, caller.id, seen, timeout)
+        return await self.invocations.watch(uuid, caller, seen, timeout)
 
     @for_user
     def cancel(self, caller: Caller, uuid: str) -> dict[str, Any]:
-        return self.invocations.cancel(uuid, caller.id)
+        return self.invocations.cancel(uuid, caller)
 
     @for_user
     def delete(self, caller: Caller, uuid: str) -> None:
-        self.invocations.delete(uuid, caller.id)
+        self.invocations.delete(uuid, caller)
 
     @for_user
     def history(self, caller: Caller, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
@@ -246,7 +257,7 @@ class StoreService:
     @for_user
     def readable_image(self, caller: Caller, name: str) -> str:
         """``name`` when the caller may read that output image (the ingress then streams the file)."""
-        return self.invocations.readable_image(name, caller.id)
+        return self.invocations.readable_image(name, caller)
 
     # invocations, for the Planner
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from deployments.plan import make_plan
+from deployments.request import GenerationRequest
 from serve_app.auth import TokenDep
+from serve_app.costs import check_cost
 from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
 from serve_app.errors import APIError, NotFoundError
 from serve_app.models import generation_request
 from serve_app.query import parse_list_query
 from serve_app.schemas import InvokeRequest
+from storage.files import DataPaths
 from storage.listing import INVOCATIONS
 
 router = APIRouter()
@@ -38,12 +43,19 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     uuid = admitted["status"]["uuid"]
     try:
         # Folder walks and checkpoint headers: off the event loop.
-        generation = await run_in_threadpool(generation_request, body, admitted, services.paths)
+        generation = await run_in_threadpool(_resolved, body, admitted, services.paths)
     except APIError:
         await services.store.withdraw(token, uuid)
         raise
     services.launch(services.planner.run.remote(uuid, generation), uuid)
     return success(request, admitted["status"])
+
+
+def _resolved(body: InvokeRequest, admitted: dict[str, Any], paths: DataPaths) -> GenerationRequest:
+    """The domain request, once its cost is within the limits (checked on the plan it makes)."""
+    generation = generation_request(body, admitted, paths)
+    check_cost(make_plan(generation, random_seed=0), admitted["limits"])
+    return generation
 
 
 @router.get("/api/invocation/images/{name}")

@@ -88,8 +88,8 @@ def test_history_query(local_app: TestClient) -> None:
         ("/api/models?filter=name", "filter: expected <column>:<value>"),
         ("/api/invocation-history?sort=plan", "sort: unknown column 'plan'"),
         ("/api/invocation-history?filter=user_id:2", "filter: unknown column 'user_id'"),
-        ("/api/users?limit=-1", "limit: must be a whole number >= 0"),
-        ("/api/users?offset=ten", "offset: must be a whole number >= 0"),
+        ("/api/users?limit=-1", "limit: must be a whole number from 0 to 1000000000"),
+        ("/api/users?offset=ten", "offset: must be a whole number from 0 to 1000000000"),
         ("/api/users?limit=1&limit=2", "limit: given 2 times"),
     ],
 )

@@ -15,13 +15,14 @@ from serve_app.errors import (
     NotFoundError,
     TooManyRequestsError,
 )
+from storage.accounts import Caller
 from storage.invocations import RESTART_MESSAGE, Invocations
 from storage.listing import ListQuery
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
 from storage.store import StoreService
 
-OWNER, OTHER = 1, 2
+OWNER, OTHER = Caller(1, "owner", admin=False), Caller(2, "other", admin=False)
 ADMIN = None  # with auth off, any caller (no token) acts as the admin
 
 
@@ -76,22 +77,22 @@ def test_every_call_for_a_caller_checks_its_token(store: StoreService) -> None:
 
 
 def test_queue_limit_answers_too_many_requests(invocations: Invocations) -> None:
-    invocations.admit(OWNER, {}, limit=2)
-    invocations.admit(OWNER, {}, limit=2)
+    invocations.admit(OWNER.id, {}, limit=2)
+    invocations.admit(OWNER.id, {}, limit=2)
     with pytest.raises(TooManyRequestsError) as raised:
-        invocations.admit(OWNER, {}, limit=2)
+        invocations.admit(OWNER.id, {}, limit=2)
     assert raised.value.retry_after > 0
 
 
 def test_started_invocations_leave_the_queue(invocations: Invocations) -> None:
-    first = invocations.admit(OWNER, {}, limit=1)
+    first = invocations.admit(OWNER.id, {}, limit=1)
     assert invocations.progress(first["uuid"], 0, 4)
     assert invocations.status(first["uuid"], OWNER)["status"] == "processing"
-    invocations.admit(OWNER, {}, limit=1)  # the queue has room again
+    invocations.admit(OWNER.id, {}, limit=1)  # the queue has room again
 
 
 def test_progress_then_complete(invocations: Invocations) -> None:
-    uuid = invocations.admit(OWNER, {"prompt": "x"}, limit=4)["uuid"]
+    uuid = invocations.admit(OWNER.id, {"prompt": "x"}, limit=4)["uuid"]
     invocations.progress(uuid, 0, 4)
     invocations.progress(uuid, 2, 4)
     running = invocations.status(uuid, OWNER)
@@ -104,7 +105,7 @@ def test_progress_then_complete(invocations: Invocations) -> None:
 
 
 def test_other_users_see_nothing(invocations: Invocations) -> None:
-    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     invocations.complete(uuid, [f"{uuid}_0.png"], 1)
     for call in (
         lambda: invocations.status(uuid, OTHER),
@@ -114,8 +115,19 @@ def test_other_users_see_nothing(invocations: Invocations) -> None:
     ):
         with pytest.raises(NotFoundError):
             call()
-    assert invocations.history(OTHER, ListQuery()) == ([], 0)
+    assert invocations.history(OTHER.id, ListQuery()) == ([], 0)
     assert invocations.status(uuid, OWNER)["status"] == "completed"
+    administrator = Caller(3, "root", admin=True)
+    assert invocations.readable_image(f"{uuid}_0.png", administrator) == f"{uuid}_0.png"
+    assert invocations.cancel(uuid, administrator)["status"] == "completed"  # over already
+
+
+def test_one_user_cannot_fill_the_queue(invocations: Invocations) -> None:
+    invocations.admit(OWNER.id, {}, limit=4, per_user=2)
+    invocations.admit(OWNER.id, {}, limit=4, per_user=2)
+    with pytest.raises(TooManyRequestsError, match="You have 2 invocations waiting"):
+        invocations.admit(OWNER.id, {}, limit=4, per_user=2)
+    invocations.admit(OTHER.id, {}, limit=4, per_user=2)
 
 
 @pytest.mark.parametrize("name", ["../enfugue.duckdb", "x.png", "0" * 32 + "_0.png/../../etc"])
@@ -125,7 +137,7 @@ def test_image_names_are_checked(invocations: Invocations, name: str) -> None:
 
 
 def test_cancel_stops_progress_and_refuses_late_results(invocations: Invocations) -> None:
-    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     assert invocations.progress(uuid, 1, 4)
     assert invocations.cancel(uuid, OWNER)["status"] == "cancelled"
     assert not invocations.progress(uuid, 2, 4)
@@ -134,7 +146,7 @@ def test_cancel_stops_progress_and_refuses_late_results(invocations: Invocations
 
 
 def test_a_watcher_learns_of_a_cancel_at_once(invocations: Invocations) -> None:
-    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
 
     async def watch_then_cancel() -> None:
         watcher = asyncio.ensure_future(invocations.stopped(uuid))
@@ -148,7 +160,7 @@ def test_a_watcher_learns_of_a_cancel_at_once(invocations: Invocations) -> None:
 
 
 def test_delete_removes_record_and_files(invocations: Invocations, tmp_path: Path) -> None:
-    uuid = invocations.admit(OWNER, {}, limit=4)["uuid"]
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     names = [f"{uuid}_0.png", f"{uuid}_1.png"]
     for name in names:
         (tmp_path / "images" / name).write_bytes(b"png")
@@ -161,9 +173,9 @@ def test_delete_removes_record_and_files(invocations: Invocations, tmp_path: Pat
 
 def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path) -> None:
     store = StoreService(str(tmp_path), "test")
-    done = store.invocations.admit(OWNER, {}, limit=4)["uuid"]
+    done = store.invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     store.invocations.complete(done, [f"{done}_0.png"], 1)
-    running = store.invocations.admit(OWNER, {}, limit=4)["uuid"]
+    running = store.invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     store.invocations.progress(running, 1, 4)
     store._db.close()
 
@@ -174,9 +186,9 @@ def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path)
 
 
 def test_history_is_newest_first_with_a_count(invocations: Invocations) -> None:
-    uuids = [invocations.admit(OWNER, {"prompt": str(index)}, limit=4)["uuid"] for index in range(3)]
-    rows, count = invocations.history(OWNER, ListQuery(limit=2))
+    uuids = [invocations.admit(OWNER.id, {"prompt": str(index)}, limit=4)["uuid"] for index in range(3)]
+    rows, count = invocations.history(OWNER.id, ListQuery(limit=2))
     assert count == 3
     assert [row["attributes"]["id"] for row in rows] == uuids[::-1][:2]
     assert rows[0]["type"] == "DiffusionInvocation"
-    assert invocations.history(OWNER, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]
+    assert invocations.history(OWNER.id, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]
