@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Loaded models a replica keeps (least recently used goes first); requests are routed to
 # replicas that already hold their model.
 MODELS_PER_REPLICA = 2
+PROGRESS_INTERVAL_S = 0.1
 # Internal deployments log what an operator needs (loads, failures), not one line per call.
 QUIET = {"enable_access_log": False}
 
@@ -58,14 +60,21 @@ class Stopped(Exception):
 
 
 class Reporter:
-    """What a running role reports to, from its worker thread."""
+    """What a running role reports to, from its worker thread.
+
+    Progress goes out at most every ``PROGRESS_INTERVAL_S`` (and always the last step): each
+    event is a Ray message, and nobody reads progress faster than the Planner writes it."""
 
     def __init__(self, publish: Callable[[Progress], None]) -> None:
         self._publish = publish
         self._stop = threading.Event()
+        self._published = -float("inf")
 
     def progress(self, step: int, total: int) -> None:
-        self._publish(Progress(step, total))
+        now = time.monotonic()
+        if step >= total or now - self._published >= PROGRESS_INTERVAL_S:
+            self._published = now
+            self._publish(Progress(step, total))
 
     @property
     def stopped(self) -> bool:
