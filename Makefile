@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench fuzz clean
 
-$(INSTALLED): pyproject.toml
+# constraints.txt pins what CI tested (diffusers internals are relied on); see its header.
+$(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 serve: $(INSTALLED)
@@ -28,6 +29,10 @@ endif
 bench: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.overhead
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.api_latency
+
+# The long fuzzing run: FUZZ_EXAMPLES generated requests per operation (the test run does 10).
+fuzz: $(INSTALLED)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -p tests.no_torch tests/api/test_fuzz.py
 
 clean:
 	rm -rf $(VENV)

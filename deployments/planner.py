@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 from ray import serve
+from ray.exceptions import RayActorError
 
 from deployments.plan import Plan, Step, StepOutputs, make_plan
 from deployments.progress import ProgressWriter
@@ -133,8 +134,11 @@ class Planner:
         return names
 
 
+# What a user is told of a failure that is not their request's fault; the log has the details.
+REPLICA_LOST = "The model server running this invocation stopped before it finished; try again."
+UNEXPECTED = "The invocation failed unexpectedly; the server's log has the details."
+
+
 def describe(error: Exception) -> str:
-    """A short message for the user: the original error, not Ray's wrapper and its traceback."""
-    cause = getattr(error, "cause", None)
-    original = cause if isinstance(cause, Exception) else error
-    return f"{type(original).__name__}: {original}"[:500]
+    """A plain message for the user: no actor ids, addresses or tracebacks."""
+    return REPLICA_LOST if isinstance(error, RayActorError) else UNEXPECTED

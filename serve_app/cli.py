@@ -18,6 +18,7 @@ from storage.files import DataPaths, list_models
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 45554
+APP_NAME = "enfugue"
 # Read here, once: the default user's first password, kept out of the process list.
 INITIAL_PASSWORD_VARIABLE = "ENFUGUE_SERVE_INITIAL_PASSWORD"
 
@@ -54,30 +55,53 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
     paths = DataPaths(data_dir).ensure()
     ensure_a_checkpoint(paths)
     # ray.init() joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
-    ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level=logging.WARNING)
+    joined = os.environ.get("RAY_ADDRESS")
+    ray.init(address=joined, logging_level=logging.WARNING)
+    # Installed after ray.init (whose own SIGTERM handler would end the process at once) and
+    # before the deploy: a Ctrl+C or SIGTERM during the start is not lost; it stops the server
+    # as soon as the step under way returns. A second one stops at once.
+    stop = _stop_on_signals()
     try:
-        serve.start(http_options={"host": host, "port": port})
-        args = AppArgs(data_dir=paths.root, auth=auth, initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE))
-        serve.run(build_app(args), name="enfugue", route_prefix="/")
-        _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
-        _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
-        _wait_for_interrupt()
+        if not stop.is_set():
+            serve.start(http_options={"host": host, "port": port})
+        if not stop.is_set():
+            args = AppArgs(data_dir=paths.root, auth=auth, initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE))
+            serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+            _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
+            _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
+        stop.wait()
         _say("Shutting down...")
-        serve.shutdown()
+        _release_the_database()
+        if joined:  # leave the cluster and its other applications running
+            serve.delete(APP_NAME)
     finally:
+        # A cluster this command started goes with it, replicas and all.
         ray.shutdown()
     return 0
 
 
-def _wait_for_interrupt() -> None:
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stop.wait()
+    return stop
+
+
+def _release_the_database() -> None:
+    """Have the Store close the DuckDB file now, so a start right after finds it free (replica
+    processes can outlive the cluster's shutdown by many seconds)."""
+    from ray import serve
+
+    try:
+        serve.get_deployment_handle("Store", app_name=APP_NAME).close.remote().result(timeout_s=10)
+    except Exception:  # not deployed (stopped during the start), or already gone
+        logger.info("the Store was not there to close the database", exc_info=True)
 
 
 def main(argv: list[str] | None = None) -> int:

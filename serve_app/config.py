@@ -36,6 +36,9 @@ class AppArgs(BaseModel):
     # Request bodies carry images as data URIs; anything larger is refused with 413.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Pages of these origins may change state with the cookie (or with auth off); this server's
+    # own pages always may (see serve_app/csrf.py). "*" in cors_origins lets pages read, not write.
+    trusted_origins: list[str] = Field(default_factory=list)
     # The ingress, Store and Planner wait on I/O; a small CPU share lets a 2-core machine hold
     # them beside a base replica. Size them up in the Serve config of a cluster.
     ingress: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))

@@ -10,9 +10,11 @@ from ray import serve
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.config import AppArgs
+from serve_app.csrf import SameOriginWrites
 from serve_app.dependencies import Services
 from serve_app.envelope import error_response, install_error_handlers
 from serve_app.errors import PayloadTooLargeError
+from serve_app.openapi import describe
 from serve_app.remote import Remote
 from serve_app.routes import events, files, invocations, login, models, settings, system, users
 
@@ -54,7 +56,9 @@ def create_api(services: Services) -> FastAPI:
     install_error_handlers(api)
     for module in (system, login, settings, users, models, files, invocations, events):
         api.include_router(module.router)
+    describe(api)
     api.add_middleware(BodyLimit, limit=services.args.max_body_bytes)
+    api.add_middleware(SameOriginWrites, trusted_origins=services.args.trusted_origins)
     api.add_middleware(
         CORSMiddleware, allow_origins=services.args.cors_origins, allow_methods=["*"], allow_headers=["*"]
     )

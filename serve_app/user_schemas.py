@@ -43,10 +43,12 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """PATCH /api/users/{username}: only the fields given change."""
+    """PATCH /api/users/{username}: only the fields given change. Users changing their own
+    password give ``current_password`` too."""
 
     model_config = ConfigDict(extra="forbid")
 
+    current_password: Annotated[StrictStr, Field(max_length=MAX_PASSWORD_LENGTH)] | None = None
     first_name: Name | None = None
     last_name: Name | None = None
     admin: StrictBool | None = None
@@ -61,4 +63,4 @@ class UserUpdate(BaseModel):
         return self
 
     def changes(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True, exclude={"repeat_password"})
+        return self.model_dump(exclude_unset=True, exclude={"repeat_password", "current_password"})

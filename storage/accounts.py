@@ -113,6 +113,10 @@ class Accounts:
             },
         }
 
+    def verify(self, user_id: int, password: str) -> bool:
+        rows = self._db.fetch("SELECT password_hash FROM users WHERE id = ?", [user_id])
+        return bool(rows) and verify_password(password, rows[0][0])
+
     def authenticate(self, token: str) -> Caller | None:
         """The user holding a valid (known, unexpired, unrevoked) token, or None."""
         rows = self._db.fetch(

@@ -6,7 +6,9 @@ Every value is a bound parameter; no SQL is built from request input.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,8 @@ import duckdb
 
 from storage.listing import INVOCATIONS, ListQuery
 from storage.migrations import migrate
+
+logger = logging.getLogger(__name__)
 
 ADMIN_USER_ID = 1
 
@@ -78,9 +82,19 @@ class Metadata:
             migrate(connection)
 
     @classmethod
-    def open(cls, path: Path | str) -> Metadata:
-        # Point lookups and small writes, one at a time: more threads only cost CPU to coordinate.
-        return cls(duckdb.connect(str(path), config={"threads": 1}))
+    def open(cls, path: Path | str, wait_s: float = 60) -> Metadata:
+        """Open the file, waiting up to ``wait_s`` while another process still holds it (a
+        replica of a stopped server that has not exited yet)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                # Point lookups and small writes, one at a time: more threads only cost CPU.
+                return cls(duckdb.connect(str(path), config={"threads": 1}))
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                logger.warning("%s is held by another process; waiting for it", path)
+                time.sleep(1)
 
     @property
     def lock(self) -> threading.RLock:

@@ -25,6 +25,7 @@ from storage.invocations import Invocations
 from storage.listing import ListQuery
 from storage.metadata import Metadata
 from storage.models import Models
+from storage.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def _found(page: tuple[list[Any], int], kind: str, name: str | None) -> tuple[li
     return page
 
 
+# The throttle's "address" for password changes by logged-in users.
+SELF_SERVICE = "password change"
+
+
 class StoreService:
     """The Store's work, raising domain errors; the deployment below answers them as values."""
 
@@ -94,6 +99,7 @@ class StoreService:
         self.accounts = Accounts(self._db, timedelta(days=token_days), initial_password)
         self.preconfigured = Models(self._db)
         self.invocations = Invocations(self._db, paths.images)
+        self._throttle = LoginThrottle()
         if auth is not None:
             self._change_settings({"auth": auth})
         for warning in self._warnings():
@@ -101,6 +107,10 @@ class StoreService:
 
     def check_health(self) -> None:
         self._db.fetch("SELECT 1")
+
+    def close(self) -> None:
+        """Close the DuckDB file (the server is stopping; nothing is answered after this)."""
+        self._db.close()
 
     # who is calling
 
@@ -118,8 +128,16 @@ class StoreService:
         """Who the token's holder is (for routes that need nothing else of the Store)."""
         return caller.as_dict()
 
-    def login(self, username: str, password: str) -> dict[str, Any]:
-        return self.accounts.login(username, password)
+    def login(self, username: str, password: str, address: str) -> dict[str, Any]:
+        """A token for the right password; failed tries from ``address`` slow down later ones."""
+        self._throttle.check(username, address)
+        try:
+            token = self.accounts.login(username, password)
+        except AuthenticationError:
+            self._throttle.failed(username, address)
+            raise
+        self._throttle.succeeded(username, address)
+        return token
 
     def logout(self, token: str) -> None:
         self.accounts.revoke(token)
@@ -170,9 +188,28 @@ class StoreService:
             bool(fields.get("admin", False)),
         )  # fmt: skip
 
-    @for_admin
-    def update_user(self, caller: Caller, username: str, changes: dict[str, Any]) -> dict[str, Any]:
+    @for_user
+    def update_user(
+        self, caller: Caller, username: str, changes: dict[str, Any], current_password: str | None = None
+    ) -> dict[str, Any]:
+        """An administrator changes anyone. A user changes their own names, and their password
+        with the current one (wrong guesses are throttled as failed logins are)."""
+        if not caller.admin:
+            if caller.username != username:
+                raise AccessDeniedError("This requires an administrator.")
+            if "admin" in changes:
+                raise AccessDeniedError("admin: only an administrator may change it")
+            if "new_password" in changes:
+                self._check_current_password(caller, current_password)
         return self.accounts.update(username, changes)
+
+    def _check_current_password(self, caller: Caller, password: str | None) -> None:
+        if password is None:
+            raise BadRequestError("current_password: required to set a new password")
+        self._throttle.check(caller.username, SELF_SERVICE)
+        if not self.accounts.verify(caller.id, password):
+            self._throttle.failed(caller.username, SELF_SERVICE)
+            raise AccessDeniedError("current_password: is not the password of this account")
 
     @for_admin
     def delete_user(self, caller: Caller, username: str) -> None:

@@ -17,6 +17,7 @@ from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
 from serve_app.errors import APIError, NotFoundError
 from serve_app.models import generation_request
+from serve_app.openapi import json_body, list_query
 from serve_app.query import parse_list_query
 from serve_app.schemas import InvokeRequest
 from storage.files import DataPaths
@@ -35,7 +36,7 @@ def checked_uuid(uuid: str) -> str:
     return uuid
 
 
-@router.post("/api/invoke")
+@router.post("/api/invoke", openapi_extra=json_body(InvokeRequest))
 async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     body = await parse_body(request, InvokeRequest)
     model = body.model if body.model_type != "checkpoint" else None
@@ -87,7 +88,7 @@ async def delete(uuid: str, request: Request, services: ServicesDep, token: Toke
     return success(request, None)
 
 
-@router.get("/api/invocation-history")
+@router.get("/api/invocation-history", openapi_extra=list_query(INVOCATIONS))
 async def history(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     rows, count = await services.store.history(token, parse_list_query(request, INVOCATIONS))
     return success(request, rows, count=count)

@@ -8,15 +8,18 @@ from fastapi.responses import JSONResponse
 from serve_app.auth import TOKEN_COOKIE, presented_token
 from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
+from serve_app.openapi import json_body
 from serve_app.user_schemas import LoginRequest
 
 router = APIRouter()
 
 
-@router.post("/api/login")
+@router.post("/api/login", openapi_extra=json_body(LoginRequest))
 async def login(request: Request, services: ServicesDep) -> JSONResponse:
     credentials = await parse_body(request, LoginRequest)
-    token = await services.store.login(credentials.username, credentials.password)
+    # The peer's address as the server sees it (a forwarded header would be the client's word).
+    address = request.client.host if request.client else "unknown"
+    token = await services.store.login(credentials.username, credentials.password, address)
     response = success(request, token)
     response.set_cookie(
         TOKEN_COOKIE,

@@ -10,6 +10,7 @@ from serve_app.auth import AdminTokenDep, TokenDep
 from serve_app.dependencies import ServicesDep, parse_body
 from serve_app.envelope import success
 from serve_app.models import resolve_checkpoint
+from serve_app.openapi import json_body
 from serve_app.schemas import SettingsUpdate
 
 router = APIRouter()
@@ -20,7 +21,7 @@ async def get_settings(request: Request, services: ServicesDep, token: TokenDep)
     return success(request, await services.store.settings(token))
 
 
-@router.post("/api/settings")
+@router.post("/api/settings", openapi_extra=json_body(SettingsUpdate))
 @router.post("/api/settings/", include_in_schema=False)
 async def update_settings(request: Request, services: ServicesDep, token: AdminTokenDep) -> JSONResponse:
     changes = (await parse_body(request, SettingsUpdate)).changes()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.api.test_invocations import SMALL, error_of, invoke
+from tests.api.test_invocations import SMALL, error_of, finished, invoke
+from tests.conftest import serve_locally
+from tests.fake_role import FakeRole
 from tests.images import data_uri
 
 # Every route that reads a JSON body, with a method and a path to send it to.
@@ -144,3 +147,73 @@ def test_settings_report_the_limits(local_app: TestClient) -> None:
         settings
     )
     assert json.dumps(settings)
+
+
+def test_a_write_from_another_sites_page_is_refused(data_dir: Path) -> None:
+    with serve_locally(data_dir, auth=True) as client:
+        token = client.post("/api/login", json={"username": "enfugue", "password": "enfugue"}).json()
+        cookie = {"Cookie": f"enfugue_token={token['data']['attributes']['access_token']}"}
+        forged = {**cookie, "Origin": "http://127.0.0.1:9999", "Content-Type": "text/plain"}
+        response = client.post("/api/settings", content='{"max_queued_invocations": 7}', headers=forged)
+        assert "another site's page" in error_of(response, 403)
+        assert error_of(client.get("/logout", headers={**cookie, "Referer": "http://evil.example/x"}), 403)
+        assert error_of(client.post("/api/settings", json={"safe": False}, headers={**cookie, "Origin": "null"}), 403)
+        # Still logged in, settings unchanged.
+        assert client.get("/api/settings", headers=cookie).json()["data"]["max_queued_invocations"] == 4
+        # This server's own pages, Bearer clients and non-browser clients may.
+        own = {**cookie, "Origin": "http://testserver"}
+        assert client.post("/api/settings", json={"max_queued_invocations": 5}, headers=own).status_code == 200
+        bearer = {"Authorization": f"Bearer {token['data']['attributes']['access_token']}", "Origin": "http://x.y"}
+        assert client.post("/api/settings", json={"max_queued_invocations": 6}, headers=bearer).status_code == 200
+        assert client.post("/api/settings", json={"max_queued_invocations": 7}, headers=cookie).status_code == 200
+
+
+def test_with_auth_off_another_sites_page_cannot_change_anything_either(local_app: TestClient) -> None:
+    forged = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    assert error_of(local_app.post("/api/settings", content='{"auth": true}', headers=forged), 403)
+    assert local_app.get("/api/settings").json()["data"]["auth"] is False
+
+
+def test_failed_logins_are_throttled_with_retry_after(data_dir: Path) -> None:
+    with serve_locally(data_dir, auth=True) as client:
+        wrong = {"username": "enfugue", "password": "guess"}
+        codes = [client.post("/api/login", json=wrong).status_code for _ in range(8)]
+        assert codes[:5] == [401] * 5 and 429 in codes[5:]
+        refused = client.post("/api/login", json=wrong)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        # Another user from the same address is not locked out by it.
+        client.store.accounts.create("bob", "bob-pw", None, None, False)  # type: ignore[attr-defined]
+        assert client.post("/api/login", json={"username": "bob", "password": "bob-pw"}).status_code == 200
+
+
+def test_a_failure_the_user_did_not_cause_reads_plainly(data_dir: Path) -> None:
+    from ray.exceptions import ActorDiedError
+
+    class Dying(FakeRole):
+        def run(self, *args: Any) -> Any:
+            raise ActorDiedError()
+
+    with serve_locally(data_dir, role=Dying()) as client:
+        status = finished(client, invoke(client, SMALL)["uuid"])
+        assert status["status"] == "error"
+        assert status["message"] == "The model server running this invocation stopped before it finished; try again."
+
+
+def test_the_description_has_every_body_query_parameter_and_error(local_app: TestClient) -> None:
+    document = local_app.get("/openapi.json").json()
+    invoke_body = document["paths"]["/api/invoke"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert invoke_body == {"$ref": "#/components/schemas/InvokeRequest"}
+    assert "num_inference_steps" in document["components"]["schemas"]["InvokeRequest"]["properties"]
+    history = document["paths"]["/api/invocation-history"]["get"]
+    assert {parameter["name"] for parameter in history["parameters"]} == {"limit", "offset", "sort", "ilike", "filter"}
+    for path in document["paths"].values():
+        for operation in path.values():
+            assert "422" not in operation["responses"]
+            assert {"400", "401", "403", "404", "409", "413", "429"} <= set(operation["responses"])
+
+
+def test_options_lists_every_method_of_a_path(local_app: TestClient) -> None:
+    response = local_app.options("/api/models")
+    assert response.status_code == 204 and response.headers["allow"] == "GET, OPTIONS, POST"
+    assert local_app.options("/api/models/some-name").headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
+    assert local_app.options("/api/nowhere").status_code == 404

@@ -66,7 +66,7 @@ def test_every_call_for_a_caller_checks_its_token(store: StoreService) -> None:
     with pytest.raises(AuthenticationError):
         store.status(None, "0" * 32)
     store.accounts.create("alice", "alice-pw", None, None, False)
-    token = store.login("alice", "alice-pw")["attributes"]["access_token"]
+    token = store.login("alice", "alice-pw", "127.0.0.1")["attributes"]["access_token"]
     assert store.session(token) == {"id": 2, "username": "alice", "admin": False}
     with pytest.raises(AccessDeniedError):
         store.settings(token)

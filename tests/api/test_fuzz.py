@@ -1,0 +1,80 @@
+"""Generated requests for every operation of /openapi.json, over real HTTP: no 5xx, ever, and
+every status answered is one the description lists.
+
+Bounded here (FUZZ_EXAMPLES per operation, 10 by default); ``make fuzz`` runs the long one.
+The server is the real ingress and Store with the fake model role, in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import status_code_conformance
+
+from serve_app.config import AppArgs
+from serve_app.dependencies import Services
+from serve_app.ingress import create_api
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+
+# The description does not depend on the services behind it.
+_DESCRIBED = Services(store=None, planner=None, args=AppArgs(data_dir=Path("/nonexistent")), version="fuzz")
+schema = schemathesis.openapi.from_dict(create_api(_DESCRIBED).openapi())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    from deployments.planner import Planner
+    from serve_app.remote import Remote
+    from storage.files import DataPaths
+    from storage.store import Store
+    from tests.fake_role import DEMO_NAME, FakeRole, write_fake_checkpoint
+    from tests.local_handles import LocalHandle, LocalRole
+
+    paths = DataPaths(tmp_path_factory.mktemp("fuzz")).ensure()
+    write_fake_checkpoint(paths.models("checkpoint") / DEMO_NAME)
+    store = Store.func_or_class(str(paths.root), "fuzz")
+    store_handle = LocalHandle(store)
+    role = FakeRole(step_seconds=0, checkpoints=paths.models("checkpoint"))
+    planner = Planner.func_or_class(store_handle, {"base": LocalHandle(LocalRole(role))}, str(paths.root), "fuzz")
+    services = Services(
+        store=Remote(store_handle), planner=LocalHandle(planner),
+        args=AppArgs(data_dir=paths.root, max_body_bytes=2 * 1024 * 1024), version="fuzz",
+    )  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port, log_level="error")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield url, store
+    finally:
+        running.should_exit = True
+        thread.join(timeout=30)
+        store._db.close()
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_no_request_is_a_server_error(case: schemathesis.Case, server: tuple[str, object]) -> None:
+    url, store = server
+    case.call_and_validate(base_url=url, checks=[not_a_server_error, status_code_conformance])
+    if case.path.startswith("/api/settings"):
+        # Generated settings may turn auth on, which would leave every later request at 401.
+        store._change_settings({"auth": False})  # type: ignore[attr-defined]
