@@ -213,3 +213,18 @@ def test_default_password_warning_while_auth_is_on(world: World) -> None:
     assert client.patch("/api/users/enfugue", json=change, headers=admin).status_code == 200
     admin = {"Authorization": f"Bearer {_login(client, 'enfugue', 's3cret')}"}
     assert client.get("/api", headers=admin).json()["data"]["warnings"] == []
+
+
+def test_users_change_their_own_password_with_the_current_one(world: World) -> None:
+    client, alice = world.client, world.headers["user"]
+    change = {"new_password": "alice-2", "repeat_password": "alice-2"}
+    assert "current_password: required" in client.patch("/api/users/alice", json=change, headers=alice).text
+    wrong = client.patch("/api/users/alice", json={**change, "current_password": "nope"}, headers=alice)
+    assert wrong.status_code == 403 and "current_password" in wrong.json()["errors"][0]["detail"]
+    assert client.patch("/api/users/alice", json={"admin": True}, headers=alice).status_code == 403
+    assert client.patch("/api/users/bob", json={"first_name": "B"}, headers=alice).status_code == 403
+    assert client.patch("/api/users/alice", json={"first_name": "Al"}, headers=alice).status_code == 200
+    done = client.patch("/api/users/alice", json={**change, "current_password": "alice-pw"}, headers=alice)
+    assert done.status_code == 200 and done.json()["data"]["attributes"]["first_name"] == "Al"
+    assert client.get("/api", headers=alice).status_code == 401  # a new password revokes the old tokens
+    assert client.post("/api/login", json={"username": "alice", "password": "alice-2"}).status_code == 200
