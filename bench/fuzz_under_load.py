@@ -55,7 +55,7 @@ def main() -> None:
         started = time.perf_counter()
         env = {**os.environ, "FUZZ_URL": url, "FUZZ_EXAMPLES": str(args.examples), "HF_HUB_OFFLINE": "1"}
         fuzz = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "tests.no_torch", "tests/api/test_fuzz.py"],
+            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "tests.no_torch", "tests/api/test_fuzz.py"],
             cwd=REPOSITORY, env=env, capture_output=True, text=True,
         )  # fmt: skip
         elapsed = time.perf_counter() - started
