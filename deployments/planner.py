@@ -30,6 +30,9 @@ from storage.images import image_name, write_png
 
 logger = logging.getLogger(__name__)
 
+# Well inside the Store's lease (storage/leases.py: 30 s).
+RENEW_INTERVAL_S = 5.0
+
 
 @serve.deployment(max_ongoing_requests=1000, health_check_period_s=30, logging_config=QUIET)
 class Planner:
@@ -40,9 +43,30 @@ class Planner:
         self._roles = roles
         self._images = DataPaths(Path(data_dir)).images
         self._version = version
+        self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
+        self._renewing: asyncio.Task[None] | None = None
 
     async def run(self, uuid: str, request: GenerationRequest) -> str:
         """Execute the invocation to its end; the outcome goes to the Store. Returns the final status."""
+        self._jobs.add(uuid)
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.get_running_loop().create_task(self._renew_leases())
+        try:
+            return await self._run(uuid, request)
+        finally:
+            self._jobs.discard(uuid)
+
+    async def _renew_leases(self) -> None:
+        """Tell the Store every few seconds which jobs this replica still holds: should it die,
+        theirs run out and the Store ends them."""
+        while self._jobs:
+            try:
+                await self._store.renew(sorted(self._jobs))
+            except Exception:  # the next round may reach it
+                logger.warning("could not renew the leases of %s jobs", len(self._jobs), exc_info=True)
+            await asyncio.sleep(RENEW_INTERVAL_S)
+
+    async def _run(self, uuid: str, request: GenerationRequest) -> str:
         watch = self._store_handle.stopped.remote(uuid)
         stopped = asyncio.ensure_future(watch)
         plan: Plan | None = None
@@ -98,7 +122,17 @@ class Planner:
     async def _run_step(
         self, step: Step, inputs: list[Image.Image], done: int, remaining: int, writer: ProgressWriter
     ) -> tuple[list[Image.Image], int]:
-        """Stream one step through its role; returns its images and how many steps it took."""
+        """Stream one step through its role; returns its images and how many steps it took. A
+        replica that dies under the step gets it once more on another (or its replacement)."""
+        try:
+            return await self._stream_step(step, inputs, done, remaining, writer)
+        except RayActorError:
+            logger.warning("the %s replica running a step died; running the step once more", step.role)
+            return await self._stream_step(step, inputs, done, remaining, writer)
+
+    async def _stream_step(
+        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, writer: ProgressWriter
+    ) -> tuple[list[Image.Image], int]:
         role = self._roles[step.role].options(stream=True, multiplexed_model_id=step.model_id)
         events = role.generate.remote(step, inputs)
         total = step.expected_steps

@@ -10,6 +10,7 @@ import ray
 from ray.serve import Application
 
 from deployments.base import Base
+from deployments.downloads import Downloads
 from deployments.planner import Planner
 from serve_app import __version__
 from serve_app.config import AppArgs, ReplicaOptions
@@ -45,6 +46,9 @@ def build_app(args: AppArgs) -> Application:
     planner = Planner.options(
         num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}
     ).bind(store, roles, data_dir, __version__)
+    downloads = Downloads.options(ray_actor_options={"num_cpus": args.downloads.num_cpus}).bind(
+        data_dir, args.max_download_bytes
+    )
     return Ingress.options(
         num_replicas=args.ingress.num_replicas, ray_actor_options={"num_cpus": args.ingress.num_cpus}
-    ).bind(store, planner, args, __version__)
+    ).bind(store, planner, downloads, args, __version__)

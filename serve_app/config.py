@@ -45,6 +45,9 @@ class AppArgs(BaseModel):
     store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     base: ReplicaOptions = Field(default_factory=ReplicaOptions)
+    downloads: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    # The largest file a download may bring (None: no limit).
+    max_download_bytes: int | None = Field(default=None, ge=1)
     # Authentication: None keeps the `auth` setting as stored; true or false sets it at start.
     auth: bool | None = None
     token_days: float = Field(default=30, gt=0)

@@ -25,7 +25,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 @dataclass
 class Services:
-    """The Store (a ``Remote``: ``await store.method(token, ...)``) and the Planner's handle.
+    """The Store and the Downloads deployment (``Remote``s: ``await store.method(token, ...)``)
+    and the Planner's handle.
 
     In tests both wrap local stand-ins for Ray Serve handles."""
 
@@ -33,6 +34,7 @@ class Services:
     planner: Any
     args: AppArgs
     version: str
+    downloads: Any = None
     started: float = field(default_factory=time.monotonic)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 

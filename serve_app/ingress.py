@@ -16,7 +16,7 @@ from serve_app.envelope import error_response, install_error_handlers
 from serve_app.errors import PayloadTooLargeError
 from serve_app.openapi import describe
 from serve_app.remote import Remote
-from serve_app.routes import events, files, invocations, login, models, settings, system, users
+from serve_app.routes import downloads, events, files, invocations, login, models, settings, system, users
 
 
 class BodyLimit:
@@ -54,7 +54,7 @@ def create_api(services: Services) -> FastAPI:
     api = FastAPI(title="enfugue-serve", version=services.version, docs_url="/api/docs", redoc_url=None)
     api.state.services = services
     install_error_handlers(api)
-    for module in (system, login, settings, users, models, files, invocations, events):
+    for module in (system, login, settings, users, models, files, invocations, events, downloads):
         api.include_router(module.router)
     describe(api)
     api.add_middleware(BodyLimit, limit=services.args.max_body_bytes)
@@ -68,8 +68,11 @@ def create_api(services: Services) -> FastAPI:
 @serve.deployment(max_ongoing_requests=200, health_check_period_s=10)
 @serve.ingress()
 class Ingress:
-    def __init__(self, store: Any, planner: Any, args: AppArgs, version: str) -> None:
-        self._api = create_api(Services(store=Remote(store), planner=planner, args=args, version=version))
+    def __init__(self, store: Any, planner: Any, downloads: Any, args: AppArgs, version: str) -> None:
+        services = Services(
+            store=Remote(store), planner=planner, downloads=Remote(downloads), args=args, version=version
+        )
+        self._api = create_api(services)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self._api

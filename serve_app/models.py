@@ -11,7 +11,7 @@ from deployments.request import Checkpoint, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
 from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate, weighted
 from serve_app.schemas import InvokeRequest
-from storage.files import DataPaths, UnsafePathError, checkpoint_size, find_model, list_models
+from storage.files import DataPaths, UnreadableModelError, UnsafePathError, checkpoint_size, find_model, list_models
 
 
 def _model_file(paths: DataPaths, kind: str, name: str, field: str) -> str:
@@ -31,7 +31,10 @@ _LISTING = {"checkpoint": "checkpoints", "vae": "vae", "lora": "lora", "lycoris"
 
 def resolve_checkpoint(name: str, paths: DataPaths, field: str = "model") -> Checkpoint:
     relative = _model_file(paths, "checkpoint", name, field)
-    return Checkpoint(name=relative, size=checkpoint_size(paths.models("checkpoint") / relative))
+    try:
+        return Checkpoint(name=relative, size=checkpoint_size(paths.models("checkpoint") / relative))
+    except UnreadableModelError as error:
+        raise BadRequestError(f"{field}: {error}") from error
 
 
 def default_checkpoint(configured: str | None, paths: DataPaths) -> Checkpoint:

@@ -107,12 +107,26 @@ def sidecar_config(checkpoint: Path) -> Path | None:
     return folder if (folder / "model_index.json").is_file() else None
 
 
+class UnreadableModelError(ValueError):
+    """A model file whose header cannot be what it claims (truncated, corrupt, not a model)."""
+
+
+# safetensors' own limit on a header; a larger length is a corrupt (or hostile) file.
+_MAX_HEADER_BYTES = 100_000_000
+
+
 def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor names and shapes from a .safetensors header, without reading any weights."""
     with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return {key: value["shape"] for key, value in header.items() if key != "__metadata__"}
+        prefix = handle.read(8)
+        length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+        if not 0 < length <= min(_MAX_HEADER_BYTES, path.stat().st_size - 8):
+            raise UnreadableModelError(f"{path.name} is not a .safetensors file (its header length is impossible)")
+        try:
+            header = json.loads(handle.read(length))
+            return {key: value["shape"] for key, value in header.items() if key != "__metadata__"}
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise UnreadableModelError(f"{path.name} is not a .safetensors file (its header is not valid)") from error
 
 
 def _configured_size(config_folder: Path) -> int:

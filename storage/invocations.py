@@ -16,6 +16,7 @@ from typing import Any
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
 from storage.accounts import Caller
 from storage.images import IMAGE_NAME
+from storage.leases import Leases
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
 from storage.signals import Changes
@@ -23,7 +24,10 @@ from storage.status import LiveProgress, history_object, status_object
 
 logger = logging.getLogger(__name__)
 
-RESTART_MESSAGE = "The server restarted before this invocation finished."
+RESTART_MESSAGE = "The server restarted before this invocation finished; invoke it again."
+# How many invocations GET /api/invocation lists.
+RECENT = 100
+LOST_MESSAGE = "The planner running this invocation stopped before it finished; invoke it again."
 
 
 class Invocations:
@@ -35,6 +39,7 @@ class Invocations:
         # Admitted and not yet started, by owner, kept here: the queue limits are checked on every invoke.
         self._queued: dict[str, int] = {}
         self._changes = Changes()
+        self._leases = Leases()
         interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
         if interrupted:
             logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)
@@ -58,6 +63,7 @@ class Invocations:
                 )
             record = self._db.create_invocation(uuids.uuid4().hex, user_id, request)
             self._queued[record["uuid"]] = user_id
+            self._leases.grant(record["uuid"])
         self._changes.notify(record["uuid"])
         return self._status(record)
 
@@ -70,7 +76,7 @@ class Invocations:
                 if not self._active(uuid):
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
-                self._queued.pop(uuid, None)
+                self._queued.pop(uuid, None)  # started: out of the queue, still leased
                 self._db.update_invocation(
                     uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
                 )
@@ -84,8 +90,7 @@ class Invocations:
         with self._lock:
             if not self._active(uuid):
                 return False
-            live, ended = self._live.pop(uuid, None), utcnow()
-            self._queued.pop(uuid, None)
+            live, ended = self._forget(uuid), utcnow()
             self._db.update_invocation(
                 uuid, status="completed", ended=ended, images=names, outputs=len(names), step=total, total=total,
                 # It finished before any progress reached the Store: it started when it ended.
@@ -93,6 +98,18 @@ class Invocations:
             )  # fmt: skip
         self._changes.notify(uuid)
         return True
+
+    def renew(self, uuids: list[str]) -> None:
+        """A Planner still holds these (queued or running)."""
+        self._leases.renew(uuids)
+
+    def expire(self) -> int:
+        """End every invocation whose Planner stopped renewing it; how many were ended."""
+        lost = self._leases.expired()
+        for uuid in lost:
+            logger.warning("invocation %s lost its planner", uuid)
+            self._end(uuid, "error", error=LOST_MESSAGE)
+        return len(lost)
 
     def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
         self._end(uuid, "error", error=message, plan=plan)
@@ -128,16 +145,23 @@ class Invocations:
         """Cancel if still running, then remove the record and its image files."""
         with self._lock:
             record = self._owned(uuid, caller)
-            self._live.pop(uuid, None)
-            self._queued.pop(uuid, None)
+            self._forget(uuid)
             for name in record["images"] or []:
                 (self._images / name).unlink(missing_ok=True)
             self._db.delete_invocation(uuid)
         self._changes.notify(uuid)
 
-    def cancel_all(self, user_id: int) -> None:
-        for uuid in self._db.active_invocations(user_id):
+    def cancel_all(self, user_id: int | None) -> list[str]:
+        """Cancel the user's active invocations (None: everyone's); their uuids."""
+        uuids = self._db.active_invocations(user_id)
+        for uuid in uuids:
             self._end(uuid, "cancelled")
+        return uuids
+
+    def recent(self, caller: Caller, limit: int = RECENT) -> list[dict[str, Any]]:
+        """Status objects of the caller's newest invocations (an administrator's: everyone's)."""
+        records = self._db.recent_invocations(None if caller.admin else caller.id, limit)
+        return [self._status(record) for record in records]
 
     def history(self, user_id: int, query: ListQuery) -> tuple[list[dict[str, Any]], int]:
         records, count = self._db.user_invocations(user_id, query)
@@ -165,14 +189,19 @@ class Invocations:
         with self._lock:
             if not self._active(uuid):
                 return
-            live = self._live.pop(uuid, None)
-            self._queued.pop(uuid, None)
+            live = self._forget(uuid)
             self._db.update_invocation(
                 uuid, status=status, error=error, ended=utcnow(),
                 step=live.step if live else None, total=live.total if live else None,
                 **({"plan": plan} if plan else {}),
             )  # fmt: skip
         self._changes.notify(uuid)
+
+    def _forget(self, uuid: str) -> LiveProgress | None:
+        """Drop what is held in memory of an invocation that ends; its live progress, if any."""
+        self._queued.pop(uuid, None)
+        self._leases.release(uuid)
+        return self._live.pop(uuid, None)
 
     def _active(self, uuid: str) -> bool:
         record = self._db.invocation(uuid)

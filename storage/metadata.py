@@ -199,11 +199,20 @@ class Metadata:
         rows = self.fetch(f"SELECT {_INVOCATION_COLUMNS} FROM invocations {where} {order}", params + page)
         return [_invocation(row) for row in rows], int(count)
 
-    def active_invocations(self, user_id: int) -> list[str]:
-        rows = self.fetch(
-            "SELECT uuid FROM invocations WHERE user_id = ? AND status IN ('queued', 'processing')", [user_id]
-        )
+    def active_invocations(self, user_id: int | None) -> list[str]:
+        """The queued and processing invocations of ``user_id`` (None: of everyone)."""
+        scope, params = ("AND user_id = ?", [user_id]) if user_id is not None else ("", [])
+        rows = self.fetch(f"SELECT uuid FROM invocations WHERE status IN ('queued', 'processing') {scope}", params)
         return [row[0] for row in rows]
+
+    def recent_invocations(self, user_id: int | None, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` invocations of ``user_id`` (None: of everyone)."""
+        scope, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        rows = self.fetch(
+            f"SELECT {_INVOCATION_COLUMNS} FROM invocations {scope} ORDER BY created DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [_invocation(row) for row in rows]
 
     def delete_invocation(self, uuid: str) -> None:
         with self._lock:

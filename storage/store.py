@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -78,6 +79,7 @@ def _found(page: tuple[list[Any], int], kind: str, name: str | None) -> tuple[li
     return page
 
 
+REAP_INTERVAL_S = 5.0
 # The throttle's "address" for password changes by logged-in users.
 SELF_SERVICE = "password change"
 
@@ -100,6 +102,8 @@ class StoreService:
         self.preconfigured = Models(self._db)
         self.invocations = Invocations(self._db, paths.images)
         self._throttle = LoginThrottle()
+        self._closed = threading.Event()
+        threading.Thread(target=self._expire_leases, name="lease-reaper", daemon=True).start()
         if auth is not None:
             self._change_settings({"auth": auth})
         for warning in self._warnings():
@@ -110,7 +114,16 @@ class StoreService:
 
     def close(self) -> None:
         """Close the DuckDB file (the server is stopping; nothing is answered after this)."""
+        self._closed.set()
         self._db.close()
+
+    def _expire_leases(self) -> None:
+        """End invocations whose Planner died, every few seconds, until the Store closes."""
+        while not self._closed.wait(REAP_INTERVAL_S):
+            try:
+                self.invocations.expire()
+            except Exception:  # keep reaping; the next round may succeed
+                logger.exception("expiring leases failed")
 
     # who is calling
 
@@ -280,6 +293,15 @@ class StoreService:
         return await self.invocations.watch(uuid, caller, seen, timeout)
 
     @for_user
+    def recent(self, caller: Caller) -> list[dict[str, Any]]:
+        return self.invocations.recent(caller)
+
+    @for_user
+    def stop(self, caller: Caller) -> list[str]:
+        """Cancel the caller's queued and running invocations (an administrator's: everyone's)."""
+        return self.invocations.cancel_all(None if caller.admin else caller.id)
+
+    @for_user
     def cancel(self, caller: Caller, uuid: str) -> dict[str, Any]:
         return self.invocations.cancel(uuid, caller)
 
@@ -306,6 +328,9 @@ class StoreService:
 
     def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
         self.invocations.fail(uuid, message, plan)
+
+    def renew(self, uuids: list[str]) -> None:
+        self.invocations.renew(uuids)
 
     async def stopped(self, uuid: str) -> None:
         await self.invocations.stopped(uuid)

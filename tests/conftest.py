@@ -68,11 +68,14 @@ def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: floa
 
 
 @contextmanager
-def serve_locally(data_dir: Path, role: Any = None, **store_options: Any) -> Iterator[Any]:
+def serve_locally(
+    data_dir: Path, role: Any = None, max_download_bytes: int | None = None, **store_options: Any
+) -> Iterator[Any]:
     """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role``
     (the fake role unless given: see tests/fake_role.py)."""
     from fastapi.testclient import TestClient
 
+    from deployments.downloads import Downloads
     from deployments.planner import Planner
     from serve_app.config import AppArgs
     from serve_app.dependencies import Services
@@ -89,6 +92,7 @@ def serve_locally(data_dir: Path, role: Any = None, **store_options: Any) -> Ite
     services = Services(
         store=Remote(store_handle),
         planner=LocalHandle(planner),
+        downloads=Remote(LocalHandle(Downloads.func_or_class(str(data_dir), max_download_bytes))),
         args=AppArgs(data_dir=data_dir, max_body_bytes=2 * 1024 * 1024),
         version="test",
     )
@@ -96,7 +100,7 @@ def serve_locally(data_dir: Path, role: Any = None, **store_options: Any) -> Ite
         client.store = store  # type: ignore[attr-defined]
         client.role = role  # type: ignore[attr-defined]
         yield client
-    store._db.close()
+    store.close()
 
 
 @pytest.fixture

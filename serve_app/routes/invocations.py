@@ -72,6 +72,20 @@ async def image(name: str, request: Request, services: ServicesDep, token: Token
     return FileResponse(path, media_type="image/png", headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
 
 
+@router.get("/api/invocation")
+async def recent(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    """The caller's newest invocations as status objects (an administrator's: everyone's)."""
+    return success(request, await services.store.recent(token))
+
+
+@router.post("/api/invocation/stop")
+async def stop(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
+    """Cancel the caller's queued and running invocations (an administrator's: all of them).
+
+    Enfugue stopped its one engine for everyone; here each user stops only their own work."""
+    return success(request, {"cancelled": await services.store.stop(token)})
+
+
 @router.get("/api/invocation/{uuid}")
 async def invocation_status(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     return success(request, await services.store.status(token, checked_uuid(uuid)))

@@ -17,12 +17,13 @@ router = APIRouter()
 @router.get("/api")
 async def status(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     system = await services.store.system(token)
+    downloads = await services.downloads.counts()
     return success(
         request,
         {
             "status": "busy" if system["processing"] else "idle",
             "system": {
-                "downloads": {"active": 0, "queued": 0, "total": 0},
+                "downloads": downloads,
                 "invocations": {
                     "active": system["processing"] > 0,
                     "queued": system["queued"],

@@ -49,6 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
 
 
 def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    from deployments.downloads import Downloads
     from deployments.planner import Planner
     from serve_app.remote import Remote
     from storage.files import DataPaths
@@ -64,6 +65,7 @@ def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     planner = Planner.func_or_class(store_handle, {"base": LocalHandle(LocalRole(role))}, str(paths.root), "fuzz")
     services = Services(
         store=Remote(store_handle), planner=LocalHandle(planner),
+        downloads=Remote(LocalHandle(Downloads.func_or_class(str(paths.root)))),
         args=AppArgs(data_dir=paths.root, max_body_bytes=2 * 1024 * 1024), version="fuzz",
     )  # fmt: skip
     with socket.socket() as probe:
@@ -82,7 +84,7 @@ def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     finally:
         running.should_exit = True
         thread.join(timeout=30)
-        store._db.close()
+        store.close()
 
 
 @schema.parametrize()

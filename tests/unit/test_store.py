@@ -51,7 +51,7 @@ def test_settings_default_then_persist(tmp_path: Path) -> None:
     store = StoreService(str(tmp_path), "test")
     assert store.settings(ADMIN) == DEFAULT_SETTINGS
     assert store.update_settings(ADMIN, {"max_queued_invocations": 2, "cache_mode": None})["cache_mode"] is None
-    store._db.close()
+    store.close()
     assert StoreService(str(tmp_path), "test").settings(ADMIN)["max_queued_invocations"] == 2
 
 
@@ -177,7 +177,7 @@ def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path)
     store.invocations.complete(done, [f"{done}_0.png"], 1)
     running = store.invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     store.invocations.progress(running, 1, 4)
-    store._db.close()
+    store.close()
 
     restarted = StoreService(str(tmp_path), "test")
     assert restarted.status(ADMIN, done)["status"] == "completed"
