@@ -31,7 +31,7 @@ LOST_MESSAGE = "The planner running this invocation stopped before it finished; 
 
 
 class Invocations:
-    def __init__(self, db: Metadata, images: Path) -> None:
+    def __init__(self, db: Metadata, images: Path, leases: Leases | None = None) -> None:
         self._db = db
         self._images = images
         self._lock = threading.Lock()
@@ -39,7 +39,7 @@ class Invocations:
         # Admitted and not yet started, by owner, kept here: the queue limits are checked on every invoke.
         self._queued: dict[str, int] = {}
         self._changes = Changes()
-        self._leases = Leases()
+        self._leases = leases or Leases()
         interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
         if interrupted:
             logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)

@@ -107,6 +107,8 @@ ROUTES: list[tuple[str, str, Setup, dict[str, int]]] = [
     ("GET", "/api/controlnet", lambda w: ("/api/controlnet", None), ANYONE),
     ("GET", "/api/upscalers", lambda w: ("/api/upscalers", None), ANYONE),
     ("POST", "/api/invoke", lambda w: ("/api/invoke", SMALL), ANYONE),
+    ("GET", "/api/invocation", lambda w: ("/api/invocation", None), ANYONE),
+    ("POST", "/api/invocation/stop", lambda w: ("/api/invocation/stop", None), ANYONE),
     ("GET", "/api/invocation/{uuid}", lambda w: (f"/api/invocation/{w.invocation()}", None), OWNER_ONLY),
     (
         "GET",
@@ -138,6 +140,8 @@ ROUTES: list[tuple[str, str, Setup, dict[str, int]]] = [
     ),  # noqa: E501
     ("PATCH", "/api/models/{name}", lambda w: (f"/api/models/{w.model()}", {"prompt": "p"}), ADMIN_ONLY),
     ("DELETE", "/api/models/{name}", lambda w: (f"/api/models/{w.model()}", None), ADMIN_ONLY),
+    ("GET", "/api/download", lambda w: ("/api/download", None), ADMIN_ONLY),
+    ("POST", "/api/download/cancel", lambda w: ("/api/download/cancel", {"url": "http://x.invalid/a"}), ADMIN_ONLY),
     ("POST", "/api/login", lambda w: ("/api/login", {"username": "bob", "password": "bob-pw"}), PUBLIC),
     # Last: logging out revokes the caller's token.
     ("POST", "/api/logout", lambda w: ("/api/logout", None), PUBLIC),
@@ -228,3 +232,17 @@ def test_users_change_their_own_password_with_the_current_one(world: World) -> N
     assert done.status_code == 200 and done.json()["data"]["attributes"]["first_name"] == "Al"
     assert client.get("/api", headers=alice).status_code == 401  # a new password revokes the old tokens
     assert client.post("/api/login", json={"username": "alice", "password": "alice-2"}).status_code == 200
+
+
+def test_stop_is_each_users_own_and_an_administrators_for_all(world: World) -> None:
+    client, slow = world.client, {"width": 64, "height": 64, "num_inference_steps": 999}
+    alice, bob, admin = world.headers["user"], world.headers["other"], world.headers["admin"]
+    client.post("/api/settings", json={"max_queued_invocations_per_user": 4}, headers=admin)
+    mine = client.post("/api/invoke", json=slow, headers=alice).json()["data"]["uuid"]
+    theirs = client.post("/api/invoke", json=slow, headers=bob).json()["data"]["uuid"]
+    assert client.post("/api/invocation/stop", headers=alice).json()["data"] == {"cancelled": [mine]}
+    assert client.get(f"/api/invocation/{mine}", headers=alice).json()["data"]["status"] == "cancelled"
+    assert client.get(f"/api/invocation/{theirs}", headers=bob).json()["data"]["status"] in ("queued", "processing")
+    assert [s["uuid"] for s in client.get("/api/invocation", headers=alice).json()["data"]] == [mine]
+    assert {s["uuid"] for s in client.get("/api/invocation", headers=admin).json()["data"]} >= {mine, theirs}
+    assert client.post("/api/invocation/stop", headers=admin).json()["data"] == {"cancelled": [theirs]}

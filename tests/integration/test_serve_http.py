@@ -77,15 +77,57 @@ def test_bad_input_is_a_400_and_the_server_keeps_serving(http: httpx.Client) -> 
     assert http.get("/api").status_code == 200
 
 
-def test_cancel_closes_the_role_stream_and_frees_the_replica(http: httpx.Client) -> None:
+def test_cancel_closes_the_role_stream_and_the_queued_job_starts(http: httpx.Client) -> None:
     long = _invoke(http, prompt="long", width=256, height=256, num_inference_steps=400, seed=1)["uuid"]
     seen = wait_for(lambda: http.get(f"/api/invocation/{long}").json()["data"], lambda s: (s["step"] or 0) >= 2)
     assert seen["status"] == "processing" and seen["total"] >= 400  # PNDM, the default, adds one
+    quick = _invoke(http, prompt="next", width=64, height=64, num_inference_steps=2, seed=2)["uuid"]
+    assert http.get(f"/api/invocation/{quick}").json()["data"]["status"] == "queued"
     assert http.post(f"/api/invocation/{long}/cancel").json()["data"]["status"] == "cancelled"
     started = time.monotonic()
-    quick = _invoke(http, prompt="next", width=64, height=64, num_inference_steps=2, seed=2)["uuid"]
     assert _finished(http, quick)["status"] == "completed"
     # The long job would hold the one Base replica for half a minute more had it not stopped.
     assert time.monotonic() - started < 10
     status = http.get(f"/api/invocation/{long}").json()["data"]
     assert status["status"] == "cancelled" and status["step"] < 400 and status["images"] is None
+
+
+def test_the_event_stream_ends_at_completed_with_the_fields_of_the_last_poll(http: httpx.Client) -> None:
+    uuid = _invoke(http, prompt="streamed", width=128, height=128, num_inference_steps=20, seed=3)["uuid"]
+    statuses = []
+    with http.stream("GET", f"/api/invocation/{uuid}/events") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                statuses.append(json.loads(line.removeprefix("data: ")))
+    assert statuses[-1]["status"] == "completed"
+    assert statuses[-1] == http.get(f"/api/invocation/{uuid}").json()["data"]
+    steps = [status["step"] for status in statuses if status["step"] is not None]
+    assert steps == sorted(steps) and len(statuses) >= 2
+
+
+def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> None:
+    admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+    assert http.post("/api/settings", json={"auth": True}, headers=admin).status_code == 200
+    try:
+        admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+        for name in ("ann", "ben"):
+            body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
+            assert http.post("/api/users", json=body, headers=admin).status_code == 200
+        ann, ben = ({"Authorization": "Bearer " + _login(http, name, "pw")} for name in ("ann", "ben"))
+        slow = {"width": 256, "height": 256, "num_inference_steps": 400}
+        hers = http.post("/api/invoke", json=slow, headers=ann).json()["data"]["uuid"]
+        his = http.post("/api/invoke", json=slow, headers=ben).json()["data"]["uuid"]
+        assert http.post("/api/invocation/stop", headers=ann).json()["data"] == {"cancelled": [hers]}
+        assert http.get(f"/api/invocation/{his}", headers=ben).json()["data"]["status"] in ("queued", "processing")
+        his_status = lambda: http.get(f"/api/invocation/{his}", headers=ben).json()["data"]  # noqa: E731
+        wait_for(his_status, lambda status: (status["step"] or 0) >= 1)  # running, not stopped
+        assert http.post("/api/invocation/stop", headers=ben).json()["data"] == {"cancelled": [his]}
+    finally:
+        http.post("/api/settings", json={"auth": False}, headers=admin)
+
+
+def _login(http: httpx.Client, username: str, password: str) -> str:
+    response = http.post("/api/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["attributes"]["access_token"]

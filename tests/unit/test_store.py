@@ -192,3 +192,40 @@ def test_history_is_newest_first_with_a_count(invocations: Invocations) -> None:
     assert [row["attributes"]["id"] for row in rows] == uuids[::-1][:2]
     assert rows[0]["type"] == "DiffusionInvocation"
     assert invocations.history(OWNER.id, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]
+
+
+def test_an_invocation_whose_planner_stopped_renewing_ends_in_error(tmp_path: Path) -> None:
+    from storage.invocations import LOST_MESSAGE
+    from storage.leases import ADMISSION_GRACE_S, LEASE_S, Leases
+
+    clock = [0.0]
+    db = Metadata.open(tmp_path / "db.duckdb")
+    invocations = Invocations(db, tmp_path, Leases(lambda: clock[0]))
+    held = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    lost = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    invocations.progress(held, 1, 10)
+    clock[0] = ADMISSION_GRACE_S - 1
+    invocations.renew([held])  # the Planner still holds this one; the other's died
+    assert invocations.expire() == 0
+    clock[0] = ADMISSION_GRACE_S + 1
+    assert invocations.expire() == 1
+    assert invocations.status(lost, OWNER)["status"] == "error"
+    assert invocations.status(lost, OWNER)["message"] == LOST_MESSAGE
+    assert invocations.status(held, OWNER)["status"] == "processing"
+    assert invocations.counts() == {"queued": 0, "processing": 1}  # the lost one left the queue
+    clock[0] += LEASE_S + 1
+    assert invocations.expire() == 1 and invocations.status(held, OWNER)["status"] == "error"
+    invocations.renew([held])  # too late: an ended invocation is not revived
+    assert invocations.status(held, OWNER)["status"] == "error"
+    db.close()
+
+
+def test_stop_cancels_the_callers_work_and_an_administrators_stops_all(invocations: Invocations) -> None:
+    mine = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    theirs = invocations.admit(OTHER.id, {}, limit=4)["uuid"]
+    assert invocations.cancel_all(OWNER.id) == [mine]
+    assert invocations.status(theirs, OTHER)["status"] == "queued"
+    assert invocations.cancel_all(None) == [theirs]
+    recent = invocations.recent(Caller(9, "root", admin=True))
+    assert {status["uuid"] for status in recent} == {mine, theirs}
+    assert [status["uuid"] for status in invocations.recent(OWNER)] == [mine]
