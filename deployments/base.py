@@ -55,7 +55,10 @@ class BaseRole:
         runner.set_progress_bar_config(disable=True)
 
         def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            reporter.progress(index + 1, pipe.num_timesteps)
+            done, every = index + 1, step.intermediate_steps
+            reporter.progress(done, pipe.num_timesteps)
+            if every and done % every == 0 and done < pipe.num_timesteps:
+                reporter.intermediate(done, decode(pipe, tensors["latents"]))
             if reporter.stopped:
                 pipe._interrupt = True  # diffusers' own cooperative stop, before the next step
             return tensors
@@ -79,6 +82,18 @@ class BaseRole:
     def check_health(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.mem_get_info(self.device)  # raises when the device is lost
+
+
+def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+    """Latents as images, as the pipeline's own last step makes them (a VAE pass)."""
+    vae = pipe.vae
+    scaled = latents / vae.config.scaling_factor
+    if getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16:  # SDXL's VAE overflows in fp16
+        decoded = vae.to(torch.float32).decode(scaled.float(), return_dict=False)[0]
+        vae.to(torch.float16)
+    else:
+        decoded = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+    return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
 Base = role_deployment(BaseRole, name="Base")

@@ -54,6 +54,7 @@ class Diffuse:
     seeds: tuple[int, ...]
     source: ImageSource | None = None
     strength: float | None = None
+    intermediate_steps: int | None = None
 
     @property
     def model_id(self) -> str:
@@ -128,5 +129,6 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         seeds=tuple(seed + index for index in range(request.samples)),
         source=image,
         strength=request.strength if image is not None else None,
+        intermediate_steps=request.intermediate_steps,
     )
     return Plan(steps=(step,), seed=seed, samples=request.samples, model=request.model)

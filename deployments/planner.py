@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,28 @@ from ray.exceptions import RayActorError
 from deployments.plan import Plan, Step, StepOutputs, make_plan
 from deployments.progress import ProgressWriter
 from deployments.request import GenerationRequest
-from deployments.role import QUIET, Outputs, Progress, Started
+from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
 from serve_app.errors import APIError
 from serve_app.remote import Remote
 from storage.files import DataPaths
-from storage.images import image_name, write_png
+from storage.images import image_name, intermediate_name, write_png
 
 logger = logging.getLogger(__name__)
 
 # Well inside the Store's lease (storage/leases.py: 30 s).
 RENEW_INTERVAL_S = 5.0
+
+
+@dataclass
+class _Job:
+    """One invocation as the Planner runs it."""
+
+    uuid: str
+    writer: ProgressWriter
+    # Intermediate images on disk: the ones shown, and the ones before (a client may have just
+    # read their names in a status and be fetching them).
+    shown: list[str] = field(default_factory=list)
+    before: list[str] = field(default_factory=list)
 
 
 @serve.deployment(max_ongoing_requests=1000, health_check_period_s=30, logging_config=QUIET)
@@ -41,7 +54,8 @@ class Planner:
         self._store_handle = store
         self._store = Remote(store)
         self._roles = roles
-        self._images = DataPaths(Path(data_dir)).images
+        paths = DataPaths(Path(data_dir))
+        self._images, self._intermediates = paths.images, paths.intermediates
         self._version = version
         self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
         self._renewing: asyncio.Task[None] | None = None
@@ -96,21 +110,22 @@ class Planner:
     async def _execute(self, uuid: str, plan: Plan) -> str:
         unrecorded = [plan.to_dict()]  # goes with the first progress write (and with the last word)
 
-        async def write(step: int, total: int) -> None:
-            await self._store.progress(uuid, step, total, unrecorded[0] if unrecorded else None)
+        async def write(step: int, total: int, intermediates: list[str] | None) -> None:
+            await self._store.progress(uuid, step, total, unrecorded[0] if unrecorded else None, intermediates)
             unrecorded.clear()
 
-        writer = ProgressWriter(write)
+        job = _Job(uuid, ProgressWriter(write))
         outputs: list[list[Image.Image]] = []
         done, remaining = 0, plan.expected_steps
         try:
             for step in plan.steps:
                 remaining -= step.expected_steps
-                images, steps = await self._run_step(step, await self._inputs(step, outputs), done, remaining, writer)
+                images, steps = await self._run_step(step, await self._inputs(step, outputs), done, remaining, job)
                 outputs.append(images)
                 done += steps
         finally:
-            await writer.close()
+            await job.writer.close()
+            await asyncio.to_thread(self._remove, job.shown + job.before)
         names = await asyncio.to_thread(self._save, uuid, plan, outputs[-1])
         if await self._store.complete(uuid, names, done, plan.to_dict()):
             logger.info("invocation %s completed: %s images, %s steps", uuid, len(names), done)
@@ -120,19 +135,20 @@ class Planner:
         return "cancelled"
 
     async def _run_step(
-        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, writer: ProgressWriter
+        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, job: _Job
     ) -> tuple[list[Image.Image], int]:
         """Stream one step through its role; returns its images and how many steps it took. A
         replica that dies under the step gets it once more on another (or its replacement)."""
         try:
-            return await self._stream_step(step, inputs, done, remaining, writer)
+            return await self._stream_step(step, inputs, done, remaining, job)
         except RayActorError:
             logger.warning("the %s replica running a step died; running the step once more", step.role)
-            return await self._stream_step(step, inputs, done, remaining, writer)
+            return await self._stream_step(step, inputs, done, remaining, job)
 
     async def _stream_step(
-        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, writer: ProgressWriter
+        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, job: _Job
     ) -> tuple[list[Image.Image], int]:
+        writer = job.writer
         role = self._roles[step.role].options(stream=True, multiplexed_model_id=step.model_id)
         events = role.generate.remote(step, inputs)
         total = step.expected_steps
@@ -143,6 +159,9 @@ class Planner:
                 elif isinstance(event, Progress):
                     total = event.total
                     writer.update(done + event.step, done + total + remaining)
+                elif isinstance(event, Intermediate):
+                    names = await asyncio.to_thread(self._show, job, done + event.step, event.images)
+                    writer.update(done + event.step, done + total + remaining, names)
                 elif isinstance(event, Outputs):
                     return event.images, total
                 elif isinstance(event, APIError):
@@ -159,6 +178,19 @@ class Planner:
         if isinstance(source, StepOutputs):
             return outputs[source.step]
         return [await asyncio.to_thread(source.open)]
+
+    def _show(self, job: _Job, step: int, images: list[Image.Image]) -> list[str]:
+        """Write the intermediate images of ``step`` in place of the ones shown before."""
+        names = [intermediate_name(job.uuid, step, index) for index in range(len(images))]
+        for name, image in zip(names, images, strict=True):
+            write_png(self._intermediates, name, image, {"enfugue-serve": self._version})
+        self._remove(job.before)
+        job.before, job.shown = job.shown, names
+        return names
+
+    def _remove(self, intermediates: list[str]) -> None:
+        for name in intermediates:
+            (self._intermediates / name).unlink(missing_ok=True)
 
     def _save(self, uuid: str, plan: Plan, images: list[Image.Image]) -> list[str]:
         text = {"enfugue-serve": self._version, "plan": plan.to_dict()}

@@ -16,19 +16,26 @@ from collections.abc import Awaitable, Callable
 WRITE_INTERVAL_S = 0.15
 
 
+State = tuple[int, int, tuple[str, ...] | None]  # step, total, the latest intermediate images
+
+
 class ProgressWriter:
-    def __init__(self, write: Callable[[int, int], Awaitable[object]], interval: float = WRITE_INTERVAL_S) -> None:
+    def __init__(
+        self, write: Callable[[int, int, list[str] | None], Awaitable[object]], interval: float = WRITE_INTERVAL_S
+    ) -> None:
         self._write = write
         self._interval = interval
-        self._latest: tuple[int, int] | None = None
-        self._written: tuple[int, int] | None = None
+        self._latest: State | None = None
+        self._written: State | None = None
         self._last_write = -float("inf")
         self._task: asyncio.Task[None] | None = None
         self._writing = False
         self._closed = False
 
-    def update(self, step: int, total: int) -> None:
-        self._latest = (step, total)
+    def update(self, step: int, total: int, intermediates: list[str] | None = None) -> None:
+        """Where the job stands; ``intermediates`` replace the images shown while it runs."""
+        shown = tuple(intermediates) if intermediates is not None else (self._latest[2] if self._latest else None)
+        self._latest = (step, total, shown)
         if not self._closed and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
@@ -40,8 +47,9 @@ class ProgressWriter:
             latest = self._latest
             assert latest is not None
             self._last_write, self._writing = time.monotonic(), True
+            step, total, shown = latest
             try:
-                await self._write(*latest)
+                await self._write(step, total, list(shown) if shown is not None else None)
             finally:
                 self._writing = False
             self._written = latest

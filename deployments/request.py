@@ -55,5 +55,7 @@ class GenerationRequest:
     scheduler: str | None = None
     image: InputImage | None = None
     strength: float = 0.8
+    # Decode and show the image every this many steps while it runs (None: never; costs a VAE pass).
+    intermediate_steps: int | None = None
     # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.
     model: dict[str, Any] | None = None

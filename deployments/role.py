@@ -48,11 +48,19 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Intermediate:
+    """The image as it stands at ``step`` (decoded every ``intermediate_steps``)."""
+
+    step: int
+    images: list[Image.Image]
+
+
+@dataclass(frozen=True)
 class Outputs:
     images: list[Image.Image]
 
 
-Event = Started | Progress | Outputs | APIError
+Event = Started | Progress | Intermediate | Outputs | APIError
 
 
 class Stopped(Exception):
@@ -65,7 +73,7 @@ class Reporter:
     Progress goes out at most every ``PROGRESS_INTERVAL_S`` (and always the last step): each
     event is a Ray message, and nobody reads progress faster than the Planner writes it."""
 
-    def __init__(self, publish: Callable[[Progress], None]) -> None:
+    def __init__(self, publish: Callable[[Progress | Intermediate], None]) -> None:
         self._publish = publish
         self._stop = threading.Event()
         self._published = -float("inf")
@@ -75,6 +83,9 @@ class Reporter:
         if step >= total or now - self._published >= PROGRESS_INTERVAL_S:
             self._published = now
             self._publish(Progress(step, total))
+
+    def intermediate(self, step: int, images: list[Image.Image]) -> None:
+        self._publish(Intermediate(step, images))
 
     @property
     def stopped(self) -> bool:
@@ -122,7 +133,10 @@ async def stream(
             while not events.empty():
                 batch.append(events.get_nowait())
             finished = batch[-1] is _DONE
-            progress = [event for event in batch if event is not _DONE]
+            for event in batch:
+                if isinstance(event, Intermediate):
+                    yield event
+            progress = [event for event in batch if isinstance(event, Progress)]
             if progress:
                 yield progress[-1]  # the latest wins; the consumer wants where the role is now
         try:

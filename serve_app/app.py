@@ -33,7 +33,7 @@ def build_app(args: AppArgs) -> Application:
     data_dir = str(DataPaths(args.data_dir).ensure().root)
     initial_password = args.initial_password.get_secret_value() if args.initial_password else None
     store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(
-        data_dir, __version__, args.token_days, initial_password, args.auth
+        data_dir, __version__, args.token_days, initial_password, args.auth, args.intermediate_max_age_s
     )
     roles = {
         "base": Base.options(

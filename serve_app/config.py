@@ -51,6 +51,8 @@ class AppArgs(BaseModel):
     # Authentication: None keeps the `auth` setting as stored; true or false sets it at start.
     auth: bool | None = None
     token_days: float = Field(default=30, gt=0)
+    # Intermediate images a dead Planner left behind are removed once this old.
+    intermediate_max_age_s: float = Field(default=3600, gt=0)
     # The default user's first password (else "enfugue"); applied only while it has none.
     initial_password: SecretStr | None = None
 

@@ -82,6 +82,7 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         scheduler=request.scheduler,
         image=image,
         strength=request.strength,
+        intermediate_steps=context.get("intermediate_steps"),
         model=model,
     )
 

@@ -12,10 +12,15 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png$")
+INTERMEDIATE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<step>\d{1,6})_(?P<index>\d{1,4})\.png$")
 
 
 def image_name(uuid: str, index: int) -> str:
     return f"{uuid}_{index}.png"
+
+
+def intermediate_name(uuid: str, step: int, index: int) -> str:
+    return f"{uuid}_{step}_{index}.png"
 
 
 def encode_png(image: Image.Image, text: dict[str, Any]) -> bytes:

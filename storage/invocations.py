@@ -15,7 +15,7 @@ from typing import Any
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
 from storage.accounts import Caller
-from storage.images import IMAGE_NAME
+from storage.images import IMAGE_NAME, INTERMEDIATE_NAME
 from storage.leases import Leases
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
@@ -67,9 +67,12 @@ class Invocations:
         self._changes.notify(record["uuid"])
         return self._status(record)
 
-    def progress(self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None) -> bool:
-        """Where a job stands; False once it is no longer active. The first report marks it
-        processing and records its ``plan``."""
+    def progress(
+        self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None,
+        intermediates: list[str] | None = None,
+    ) -> bool:  # fmt: skip
+        """Where a job stands (and its latest intermediate images); False once it is no longer
+        active. The first report marks it processing and records its ``plan``."""
         with self._lock:
             live = self._live.get(uuid)
             if live is None:
@@ -81,6 +84,8 @@ class Invocations:
                     uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
                 )
             live.step, live.total = step, total
+            if intermediates is not None:
+                live.intermediates = intermediates
         self._changes.notify(uuid)
         return True
 
@@ -176,6 +181,15 @@ class Invocations:
         record = self._owned(match["uuid"], caller)
         if name not in (record["images"] or []):
             raise NotFoundError(f"Image {name} not found.")
+        return name
+
+    def readable_intermediate(self, name: str, caller: Caller) -> str:
+        """``name`` if it is an intermediate image of one of the caller's invocations (whether it
+        is still on disk, the ingress finds out); else 400 / 404."""
+        match = INTERMEDIATE_NAME.match(name)
+        if match is None:
+            raise BadRequestError(f"file: {name!r:.80} is not an intermediate image name (<uuid>_<step>_<n>.png)")
+        self._owned(match["uuid"], caller)
         return name
 
     def counts(self) -> dict[str, int]:

@@ -214,6 +214,18 @@ class Metadata:
         )
         return [_invocation(row) for row in rows]
 
+    def known_invocations(self, uuids: set[str]) -> set[str]:
+        """Which of ``uuids`` have a record."""
+        if not uuids:
+            return set()
+        rows = self.fetch("SELECT uuid FROM invocations WHERE list_contains(?, uuid)", [sorted(uuids)])
+        return {row[0] for row in rows}
+
+    def completed_images(self) -> list[tuple[str, list[str]]]:
+        """(uuid, image names) of every completed invocation with images."""
+        rows = self.fetch("SELECT uuid, images FROM invocations WHERE status = 'completed' AND images IS NOT NULL")
+        return [(uuid, json.loads(images)) for uuid, images in rows]
+
     def delete_invocation(self, uuid: str) -> None:
         with self._lock:
             self._invocations.pop(uuid, None)

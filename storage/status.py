@@ -14,6 +14,8 @@ class LiveProgress:
     step: int
     total: int
     started: datetime
+    # Names of the latest intermediate images (in the intermediates folder), if any.
+    intermediates: list[str] | None = None
 
 
 def _seconds(start: datetime | None, end: datetime) -> float | None:
@@ -37,11 +39,20 @@ def status_object(record: dict[str, Any], live: LiveProgress | None, now: dateti
         "total": total,
         "rate": rate,
         "duration": _seconds(record["created"], end),
-        "images": [f"images/{name}" for name in record["images"]] if record["images"] else None,
+        "images": _images(record, live),
     }
     if record["error"] is not None:
         status["message"] = record["error"]
     return status
+
+
+def _images(record: dict[str, Any], live: LiveProgress | None) -> list[str] | None:
+    """The outputs once completed; while processing, the latest intermediates (as Enfugue)."""
+    if record["images"]:
+        return [f"images/{name}" for name in record["images"]]
+    if live is not None and live.intermediates:
+        return [f"intermediates/{name}" for name in live.intermediates]
+    return None
 
 
 def history_object(record: dict[str, Any]) -> dict[str, Any]:

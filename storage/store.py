@@ -23,6 +23,7 @@ from serve_app.remote import errors_as_values
 from storage.accounts import DEFAULT_PASSWORD_WARNING, INVALID_CREDENTIALS, Accounts, Caller
 from storage.files import DataPaths
 from storage.invocations import Invocations
+from storage.janitor import sweep
 from storage.listing import ListQuery
 from storage.metadata import Metadata
 from storage.models import Models
@@ -80,6 +81,7 @@ def _found(page: tuple[list[Any], int], kind: str, name: str | None) -> tuple[li
 
 
 REAP_INTERVAL_S = 5.0
+SWEEP_EVERY_ROUNDS = 60  # five minutes
 # The throttle's "address" for password changes by logged-in users.
 SELF_SERVICE = "password change"
 
@@ -94,8 +96,10 @@ class StoreService:
         token_days: float = 30,
         initial_password: str | None = None,
         auth: bool | None = None,
+        intermediate_max_age_s: float = 3600,
     ) -> None:
-        paths = DataPaths(Path(data_dir)).ensure()
+        paths = self._paths = DataPaths(Path(data_dir)).ensure()
+        self._intermediate_max_age_s = intermediate_max_age_s
         self._version = version
         self._db = Metadata.open(paths.database)
         self.accounts = Accounts(self._db, timedelta(days=token_days), initial_password)
@@ -118,12 +122,17 @@ class StoreService:
         self._db.close()
 
     def _expire_leases(self) -> None:
-        """End invocations whose Planner died, every few seconds, until the Store closes."""
+        """End invocations whose Planner died, every few seconds, and sweep files now and then,
+        until the Store closes."""
+        rounds = 0
         while not self._closed.wait(REAP_INTERVAL_S):
+            rounds += 1
             try:
                 self.invocations.expire()
-            except Exception:  # keep reaping; the next round may succeed
-                logger.exception("expiring leases failed")
+                if rounds % SWEEP_EVERY_ROUNDS == 0:
+                    sweep(self._paths, self._db, self._intermediate_max_age_s)
+            except Exception:  # keep going; the next round may succeed
+                logger.exception("expiring leases or sweeping files failed")
 
     # who is calling
 
@@ -275,6 +284,7 @@ class StoreService:
             "default_checkpoint": settings["default_checkpoint"],
             "model": self.preconfigured.find(model) if model is not None else None,
             "limits": {key: settings[key] for key in ("max_prompt_length", "max_pixels_per_step", "max_pixel_steps")},
+            "intermediate_steps": settings["intermediate_steps"],
         }
 
     @for_user
@@ -314,14 +324,21 @@ class StoreService:
         return self.invocations.history(caller.id, query)
 
     @for_user
+    def readable_intermediate(self, caller: Caller, name: str) -> str:
+        return self.invocations.readable_intermediate(name, caller)
+
+    @for_user
     def readable_image(self, caller: Caller, name: str) -> str:
         """``name`` when the caller may read that output image (the ingress then streams the file)."""
         return self.invocations.readable_image(name, caller)
 
     # invocations, for the Planner
 
-    def progress(self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None) -> bool:
-        return self.invocations.progress(uuid, step, total, plan)
+    def progress(
+        self, uuid: str, step: int, total: int, plan: dict[str, Any] | None = None,
+        intermediates: list[str] | None = None,
+    ) -> bool:  # fmt: skip
+        return self.invocations.progress(uuid, step, total, plan, intermediates)
 
     def complete(self, uuid: str, names: list[str], total: int, plan: dict[str, Any]) -> bool:
         return self.invocations.complete(uuid, names, total, plan)

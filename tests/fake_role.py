@@ -56,13 +56,15 @@ class FakeRole:
     def run(self, model: Any, step: Diffuse, inputs: list[Image.Image], reporter: Reporter) -> list[Image.Image]:
         self.steps.append(step)
         total = step.expected_steps
+        size = inputs[0].size if inputs else (step.width, step.height)
         for index in range(total):
             if reporter.stopped:
                 self.stopped_at.append(time.monotonic())
                 raise Stopped
             time.sleep(self.step_seconds)
             reporter.progress(index + 1, total)
-        size = inputs[0].size if inputs else (step.width, step.height)
+            if step.intermediate_steps and (index + 1) % step.intermediate_steps == 0 and index + 1 < total:
+                reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
         return [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
 
     def check_health(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -63,12 +64,23 @@ def _resolved(body: InvokeRequest, admitted: dict[str, Any], paths: DataPaths) -
 async def image(name: str, request: Request, services: ServicesDep, token: TokenDep) -> Response:
     """The Store says whether the caller may read it; the file comes from the images folder."""
     await services.store.readable_image(token, name)
-    etag = f'"{name}"'
+    return _png(request, services.paths.images / name)
+
+
+@router.get("/api/invocation/intermediates/{name}")
+async def intermediate(name: str, request: Request, services: ServicesDep, token: TokenDep) -> Response:
+    """An image of a running invocation, as its status lists it (gone once the invocation ends)."""
+    await services.store.readable_intermediate(token, name)
+    return _png(request, services.paths.intermediates / name)
+
+
+def _png(request: Request, path: Path) -> Response:
+    """A PNG whose name never changes meaning (a new one gets a new name): validated, cached for good."""
+    etag = f'"{path.name}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
-    path = services.paths.images / name
     if not path.is_file():
-        raise NotFoundError(f"Image {name} not found.")
+        raise NotFoundError(f"Image {path.name} not found.")
     return FileResponse(path, media_type="image/png", headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
 
 

@@ -248,3 +248,22 @@ def test_a_refused_request_leaves_no_invocation_behind(local_app: TestClient) ->
     assert error_of(local_app.post("/api/invoke", json={"model": "nope.safetensors"}), 400).startswith("model")
     assert local_app.get("/api/invocation-history").json()["meta"]["count"] == 0
     assert local_app.get("/api").json()["data"]["system"]["invocations"]["queued"] == 0
+
+
+def test_intermediate_images_are_listed_while_running_and_gone_after(data_dir: Path) -> None:
+    with serve_locally(data_dir, role=FakeRole(step_seconds=0.03)) as client:
+        assert client.post("/api/settings", json={"intermediate_steps": 5}).status_code == 200
+        uuid = invoke(client, {**SMALL, "num_inference_steps": 60})["uuid"]
+        running = wait_for(
+            lambda: client.get(f"/api/invocation/{uuid}").json()["data"],
+            lambda status: status["status"] == "processing" and status["images"],
+        )
+        (path,) = running["images"]
+        assert path.startswith(f"intermediates/{uuid}_") and path.endswith("_0.png")
+        shown = client.get("/api/invocation/" + path)
+        assert shown.status_code == 200 and Image.open(io.BytesIO(shown.content)).size == (64, 64)
+        status = finished(client, uuid)
+        assert status["images"] == [f"images/{uuid}_0.png"]
+        assert list((data_dir / "intermediates").iterdir()) == []
+        assert error_of(client.get("/api/invocation/" + path), 404)
+        assert error_of(client.get("/api/invocation/intermediates/not-a-name.png"), 400)

@@ -115,3 +115,16 @@ def test_checkpoints_that_cannot_generate_from_text_are_refused(paths: DataPaths
         role.load("tiny-inpainting.safetensors")
     with pytest.raises(BadRequestError, match="garbage.safetensors"):
         role.load("garbage.safetensors")
+
+
+def test_intermediate_images_are_decoded_every_n_steps(paths: DataPaths) -> None:
+    from deployments.role import Intermediate
+
+    write_diffusers_folder(tiny_sd15_pipeline(), paths.models("checkpoint") / "tiny")
+    role = BaseRole(str(paths.root))
+    step = diffuse("tiny", num_inference_steps=6, scheduler="ddim", intermediate_steps=2, samples=2)
+    events = run(role, role.load("tiny"), step)
+    shown = [event for event in events if isinstance(event, Intermediate)]
+    assert [event.step for event in shown] == [2, 4]  # not the last: that is the output
+    assert all(len(event.images) == 2 and event.images[0].size == (64, 64) for event in shown)
+    assert len(pixels(events)) == 2
