@@ -27,14 +27,16 @@ def wait_ready(url: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code in (200, 401):  # up (401: with auth on)
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, python: str = sys.executable, source: Path = REPOSITORY) -> Iterator[str]:
+def running_server(
+    data_dir: Path, python: str = sys.executable, source: Path = REPOSITORY, extra_args: list[str] | None = None
+) -> Iterator[str]:
     """``enfugue-serve run`` in a subprocess on a free port, from ``source`` (a checkout); yields its URL.
 
     ``python``/``source`` let one benchmark run measure another checkout (a baseline) too.
@@ -43,6 +45,7 @@ def running_server(data_dir: Path, python: str = sys.executable, source: Path = 
     env = {**os.environ, "PYTHONPATH": str(source), "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     command = [python, "-m", "serve_app.cli", "run", "--port", str(port), "--data-dir", str(data_dir)]
+    command += extra_args or []
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"

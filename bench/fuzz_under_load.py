@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.api_latency import _get
@@ -27,18 +28,22 @@ CLIENTS = 64
 
 async def _load(port: int, stop: threading.Event, latencies: list[float], errors: list[str]) -> None:
     async def client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection = None
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                await _get(reader, writer, "/api/models")
-            except Exception as error:  # counted, and the client reconnects
-                errors.append(str(error)[:80])
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                connection = connection or await asyncio.open_connection("127.0.0.1", port)
+                await _get(*connection, "/api/models")
+            except Exception as error:  # counted; the client reconnects after a breath
+                errors.append(f"{type(error).__name__}: {str(error)[:80]}")
+                if connection is not None:
+                    connection[1].close()
+                connection = None
+                await asyncio.sleep(0.5)
                 continue
             latencies.append(time.perf_counter() - started)
-        writer.close()
+        if connection is not None:
+            connection[1].close()
 
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
 
@@ -67,6 +72,8 @@ def main() -> None:
         f"load: {CLIENTS} clients on GET /api/models for {elapsed:.0f} s: {len(latencies)} requests, "
         f"{len(errors)} errors, p50 {median_ms(latencies):.1f} ms, p99 {percentile_ms(latencies, 0.99):.1f} ms"
     )
+    for error, count in Counter(errors).most_common(5):
+        print(f"  {count} x {error}")
     sys.exit(fuzz.returncode)
 
 

@@ -57,8 +57,9 @@ class UserUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _repeat(self) -> UserUpdate:
-        if self.admin is None and "admin" in self.model_fields_set:
-            raise PydanticCustomError("null", "admin: must be true or false")
+        for name in ("admin", "new_password"):
+            if getattr(self, name) is None and name in self.model_fields_set:
+                raise PydanticCustomError("null", "{name}: may not be null", {"name": name})
         _passwords_match(self)
         return self
 
