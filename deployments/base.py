@@ -1,7 +1,9 @@
-"""The Base role: text-to-image and image-to-image (``Diffuse`` steps) on one device.
+"""The Base and Inpainter roles: ``Diffuse`` and ``Inpaint`` steps on one device.
 
 ``BaseRole`` does the work and knows nothing of Ray; ``Base`` is its deployment, in the shell
-every role shares (``deployments.role``).
+every role shares (``deployments.role``). The Inpainter is the same work on the checkpoints an
+inpainter is configured with (inpainting ones with a 9-channel UNet, or any other), in its own
+deployment so that it scales and holds its models apart from the base.
 """
 
 from __future__ import annotations
@@ -11,11 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DiffusionPipeline,
+)
 from PIL import Image
 
-from deployments.pipelines import device_and_dtype, generators, load_pipeline, make_scheduler, place
-from deployments.plan import Diffuse
+from deployments.canvas import paste_back
+from deployments.pipelines import (
+    INPAINTING,
+    TEXT_TO_IMAGE,
+    device_and_dtype,
+    generators,
+    load_pipeline,
+    make_scheduler,
+    place,
+)
+from deployments.plan import Diffuse, Inpaint
 from deployments.role import Reporter, Stopped, role_deployment
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths, UnsafePathError, find_model
@@ -24,7 +40,11 @@ logger = logging.getLogger(__name__)
 
 
 class BaseRole:
-    """Loads checkpoints by name and runs ``Diffuse`` steps on them."""
+    """Loads checkpoints by name and runs ``Diffuse`` and ``Inpaint`` steps on them."""
+
+    # The pipeline classes (model_index.json) this role loads, and what they are for.
+    accepts: frozenset[str] = TEXT_TO_IMAGE
+    purpose = "generate from text"
 
     def __init__(self, data_dir: str) -> None:
         self._paths = DataPaths(Path(data_dir))
@@ -39,15 +59,23 @@ class BaseRole:
         if path is None:
             raise BadRequestError(f"model: no checkpoint named {model_id!r}")
         logger.info("loading checkpoint %s on %s", model_id, self.device)
-        return place(load_pipeline(path, self._paths.configs, self.dtype), self.device)
+        pipeline = load_pipeline(path, self._paths.configs, self.dtype, self.accepts, self.purpose)
+        return place(pipeline, self.device)
 
     def run(
-        self, pipeline: DiffusionPipeline, step: Diffuse, inputs: list[Image.Image], reporter: Reporter
+        self, pipeline: DiffusionPipeline, step: Diffuse | Inpaint, inputs: list[Image.Image], reporter: Reporter
     ) -> list[Image.Image]:
         scheduler = make_scheduler(pipeline.scheduler.config, step.scheduler, step.seeds[0])
-        if not inputs:
+        if isinstance(step, Inpaint):
+            runner = AutoPipelineForInpainting.from_pipe(pipeline, scheduler=scheduler)
+            image, repaint = inputs
+            extra: dict[str, Any] = {
+                "image": image, "mask_image": repaint, "width": step.width, "height": step.height,
+                "strength": step.strength if step.strength is not None else 1.0,
+            }  # fmt: skip
+        elif not inputs:
             runner = AutoPipelineForText2Image.from_pipe(pipeline, scheduler=scheduler)
-            extra: dict[str, Any] = {"width": step.width, "height": step.height}
+            extra = {"width": step.width, "height": step.height}
         else:
             runner = AutoPipelineForImage2Image.from_pipe(pipeline, scheduler=scheduler)
             # One source image; each of the step's seeds makes one output from it.
@@ -77,6 +105,8 @@ class BaseRole:
             )
         if reporter.stopped:
             raise Stopped
+        if isinstance(step, Inpaint):
+            return [paste_back(image, output, repaint) for output in result.images]
         return list(result.images)
 
     def check_health(self) -> None:
@@ -96,4 +126,12 @@ def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
     return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
+class InpainterRole(BaseRole):
+    """The inpainter's checkpoints: inpainting ones besides the text-to-image ones."""
+
+    accepts = TEXT_TO_IMAGE | INPAINTING
+    purpose = "inpaint"
+
+
 Base = role_deployment(BaseRole, name="Base")
+Inpainter = role_deployment(InpainterRole, name="Inpainter")

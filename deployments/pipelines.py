@@ -49,6 +49,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 # The text-to-image pipelines the base role serves, by the class name in model_index.json.
 TEXT_TO_IMAGE = frozenset({"StableDiffusionPipeline", "StableDiffusionXLPipeline"})
+# And the inpainting ones (a 9-channel UNet) the inpainter role serves besides those.
+INPAINTING = frozenset({"StableDiffusionInpaintPipeline", "StableDiffusionXLInpaintPipeline"})
 
 
 _LDM_UNET_INPUT = "model.diffusion_model.input_blocks.0.0.weight"
@@ -114,18 +116,24 @@ def _without_safety_checker(class_name: str) -> dict[str, Any]:
     return {} if "XL" in class_name else {"safety_checker": None, "requires_safety_checker": False}
 
 
-def load_pipeline(path: Path, configs_root: Path, dtype: torch.dtype) -> DiffusionPipeline:
-    """A text-to-image pipeline for the checkpoint at ``path``, with no network access."""
+def load_pipeline(
+    path: Path,
+    configs_root: Path,
+    dtype: torch.dtype,
+    accepted: frozenset[str] = TEXT_TO_IMAGE,
+    purpose: str = "generate from text",
+) -> DiffusionPipeline:
+    """The pipeline of the checkpoint at ``path``, one of the ``accepted`` classes, with no
+    network access."""
     if path.is_dir():
         config_folder, single_file = path, False
     else:
         config_folder = sidecar_config(path) or ensure_config_folder(detect_family(path), configs_root)
         single_file = True
     class_name = _class_name(config_folder)
-    if class_name not in TEXT_TO_IMAGE:
+    if class_name not in accepted:
         raise BadRequestError(
-            f"{path.name}: a {class_name} checkpoint cannot generate from text; "
-            f"use a {' or '.join(sorted(TEXT_TO_IMAGE))} checkpoint"
+            f"{path.name}: a {class_name} checkpoint cannot {purpose}; use a {' or '.join(sorted(accepted))} checkpoint"
         )
     pipeline_class = getattr(diffusers, class_name)
     options = {"dtype": dtype, "local_files_only": True, **_without_safety_checker(class_name)}

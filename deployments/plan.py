@@ -11,17 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from PIL import Image
+
+from deployments.canvas import fit_image, flatten, leaves_uncovered, repaint_mask
 from deployments.request import GenerationRequest, InputImage
 
+# Of an image-to-image schedule, the part that runs when the request does not say.
+DEFAULT_STRENGTH = 0.8
 # Schedulers whose loop runs two model evaluations per step, each reported as a step.
 SECOND_ORDER_SCHEDULERS = frozenset({"heun", "dpmd", "adpmd", "dpmsde"})
 
 
 @dataclass(frozen=True)
 class StepOutputs:
-    """The images an earlier step of the same plan produced (by its index)."""
+    """An image an earlier step of the same plan produced (by the step's index and the image's)."""
 
     step: int
+    index: int = 0
 
 
 # Where a step's input images come from.
@@ -32,16 +38,13 @@ def _source_summary(source: ImageSource | None) -> dict[str, int] | None:
     if source is None:
         return None
     if isinstance(source, StepOutputs):
-        return {"step": source.step}
+        return {"step": source.step, "index": source.index}
     return source.summary()
 
 
 @dataclass(frozen=True)
-class Diffuse:
-    """Text-to-image, or image-to-image from ``source`` with ``strength``: one batch of ``seeds``."""
-
-    kind: ClassVar[str] = "diffuse"
-    role: ClassVar[str] = "base"
+class _Denoise:
+    """What every denoising step has: the checkpoint, the prompts, the canvas and the schedule."""
 
     checkpoint: str
     prompt: str
@@ -53,8 +56,15 @@ class Diffuse:
     scheduler: str | None
     seeds: tuple[int, ...]
     source: ImageSource | None = None
+    # Of the schedule, the part that runs (img2img); None: all of it.
     strength: float | None = None
     intermediate_steps: int | None = None
+    # How an input image goes on the canvas (deployments/canvas.py).
+    fit: str | None = None
+    anchor: str | None = None
+
+    kind: ClassVar[str]
+    role: str = "base"
 
     @property
     def model_id(self) -> str:
@@ -65,22 +75,68 @@ class Diffuse:
     def expected_steps(self) -> int:
         """Denoising-loop iterations, as the pipeline will report them."""
         steps = self.num_inference_steps
-        if self.source is not None and self.strength is not None:
+        if self.strength is not None:
             steps = min(int(steps * self.strength), steps)
         if self.scheduler in SECOND_ORDER_SCHEDULERS:
             steps = 2 * steps - 1
         return steps
 
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def sources(self) -> tuple[ImageSource, ...]:
+        """The images the step reads, in the order ``prepare`` takes them."""
+        return (self.source,) if self.source is not None else ()
+
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "role": self.role}
+        data: dict[str, Any] = {"kind": self.kind}
         data.update({name: getattr(self, name) for name in self.__dataclass_fields__})
         data["seeds"] = list(self.seeds)
-        data["source"] = _source_summary(self.source)
+        for name in self.__dataclass_fields__:
+            if isinstance(data[name], (InputImage, StepOutputs)):
+                data[name] = _source_summary(data[name])
         return data
 
 
+@dataclass(frozen=True)
+class Diffuse(_Denoise):
+    """Text-to-image, or image-to-image from ``source`` with ``strength``: one batch of ``seeds``.
+
+    The role gets ``[]``, or ``[the source fitted onto the canvas]``."""
+
+    kind: ClassVar[str] = "diffuse"
+
+    def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        return [flatten(fit_image(image, self.size, self.fit, self.anchor)) for image in images]
+
+
+@dataclass(frozen=True)
+class Inpaint(_Denoise):
+    """Repaint the masked part of ``source`` (and what it leaves uncovered on the canvas); the rest
+    of it comes back unchanged. Runs on the inpainter's checkpoint (role "inpainter") when one is
+    configured, else on the base checkpoint.
+
+    The role gets ``[the source fitted onto the canvas, the repaint mask (white: repaint)]``."""
+
+    kind: ClassVar[str] = "inpaint"
+
+    mask: ImageSource | None = None
+    invert_mask: bool = False
+
+    @property
+    def sources(self) -> tuple[ImageSource, ...]:
+        return tuple(source for source in (self.source, self.mask) if source is not None)
+
+    def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        fitted = fit_image(images[0], self.size, self.fit, self.anchor)
+        mask = fit_image(images[1], self.size, self.fit, self.anchor) if len(images) > 1 else None
+        return [flatten(fitted), repaint_mask(fitted, mask, self.invert_mask)]
+
+
 # Every kind of step; a new kind names its role and joins this union.
-Step = Diffuse
+Step = Diffuse | Inpaint
 
 
 @dataclass(frozen=True)
@@ -114,21 +170,47 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     ``random_seed`` is used when the request has none, so the plan records the seed it ran
     with; sample ``i`` starts from the noise of seed + i, so any one output can be redone on
     its own (batched and single runs may differ in the last bit of a few pixels).
+
+    An image with a mask, or one that leaves part of the canvas uncovered (``fit``, ``anchor``),
+    is inpainted; with a mask the whole schedule runs unless ``strength`` was given.
     """
     seed = request.seed if request.seed is not None else random_seed
     image = request.image
-    step = Diffuse(
-        checkpoint=request.checkpoint.name,
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        width=request.width or (image.width if image else request.checkpoint.size),
-        height=request.height or (image.height if image else request.checkpoint.size),
-        num_inference_steps=request.num_inference_steps,
-        guidance_scale=request.guidance_scale,
-        scheduler=request.scheduler,
-        seeds=tuple(seed + index for index in range(request.samples)),
-        source=image,
-        strength=request.strength if image is not None else None,
-        intermediate_steps=request.intermediate_steps,
-    )
+    width = request.width or (image.width if image else request.checkpoint.size)
+    height = request.height or (image.height if image else request.checkpoint.size)
+    fields: dict[str, Any] = {
+        "checkpoint": request.checkpoint.name,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "width": width,
+        "height": height,
+        "num_inference_steps": request.num_inference_steps,
+        "guidance_scale": request.guidance_scale,
+        "scheduler": request.scheduler,
+        "seeds": tuple(seed + index for index in range(request.samples)),
+        "intermediate_steps": request.intermediate_steps,
+    }
+    step: Step
+    if image is None:
+        step = Diffuse(**fields)
+    elif request.mask is not None or leaves_uncovered(
+        (image.width, image.height), (width, height), request.fit, request.anchor
+    ):
+        inpainter = request.inpainter
+        step = Inpaint(
+            **{
+                **fields,
+                # The configured inpainter runs in its own deployment; else the base model inpaints.
+                **({"checkpoint": inpainter.name, "role": "inpainter"} if inpainter is not None else {}),
+            },
+            source=image,
+            mask=request.mask,
+            invert_mask=request.invert_mask,
+            strength=request.strength,
+            fit=request.fit,
+            anchor=request.anchor,
+        )
+    else:
+        strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
+        step = Diffuse(**fields, source=image, strength=strength, fit=request.fit, anchor=request.anchor)
     return Plan(steps=(step,), seed=seed, samples=request.samples, model=request.model)

@@ -172,12 +172,16 @@ class Planner:
 
     @staticmethod
     async def _inputs(step: Step, outputs: list[list[Image.Image]]) -> list[Image.Image]:
-        source = step.source
-        if source is None:
-            return []
-        if isinstance(source, StepOutputs):
-            return outputs[source.step]
-        return [await asyncio.to_thread(source.open)]
+        """The step's source images, prepared for its role (fitted on the canvas, masks made)."""
+
+        def prepare() -> list[Image.Image]:
+            images = [
+                outputs[source.step][source.index] if isinstance(source, StepOutputs) else source.open()
+                for source in step.sources
+            ]
+            return step.prepare(images)
+
+        return await asyncio.to_thread(prepare)
 
     def _show(self, job: _Job, step: int, images: list[Image.Image]) -> list[str]:
         """Write the intermediate images of ``step`` in place of the ones shown before."""

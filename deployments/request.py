@@ -54,7 +54,16 @@ class GenerationRequest:
     guidance_scale: float = 7.5
     scheduler: str | None = None
     image: InputImage | None = None
-    strength: float = 0.8
+    # None: 0.8 for image-to-image, the whole schedule for inpainting.
+    strength: float | None = None
+    # Inpainting: the mask (white repaints; black with ``invert_mask``), and the inpainter's
+    # checkpoint (None: the base checkpoint inpaints).
+    mask: InputImage | None = None
+    invert_mask: bool = False
+    inpainter: Checkpoint | None = None
+    # How ``image`` and ``mask`` go on the canvas (deployments/canvas.py).
+    fit: str | None = None
+    anchor: str | None = None
     # Decode and show the image every this many steps while it runs (None: never; costs a VAE pass).
     intermediate_steps: int | None = None
     # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.

@@ -9,7 +9,7 @@ both come through here.
 import ray
 from ray.serve import Application
 
-from deployments.base import Base
+from deployments.base import Base, Inpainter
 from deployments.downloads import Downloads
 from deployments.planner import Planner
 from serve_app import __version__
@@ -36,13 +36,12 @@ def build_app(args: AppArgs) -> Application:
         data_dir, __version__, args.token_days, initial_password, args.auth, args.intermediate_max_age_s
     )
     roles = {
-        "base": Base.options(
-            num_replicas=args.base.num_replicas,
-            ray_actor_options={
-                "num_cpus": args.base.num_cpus, "num_gpus": _gpus(args.base), "runtime_env": _OFFLINE,
-            },
-        ).bind(data_dir),
-    }  # fmt: skip
+        name: deployment.options(
+            num_replicas=options.num_replicas,
+            ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": _gpus(options), "runtime_env": _OFFLINE},
+        ).bind(data_dir)
+        for name, deployment, options in (("base", Base, args.base), ("inpainter", Inpainter, args.inpainter))
+    }
     planner = Planner.options(
         num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}
     ).bind(store, roles, data_dir, __version__)

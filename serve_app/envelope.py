@@ -44,7 +44,7 @@ def error_response(status: int, title: str, detail: str, headers: dict[str, str]
 
 
 # Error types whose input is the whole body or already quoted in the message.
-_NO_ECHO = frozenset({"not_supported", "body", "image", "image_size", "strength", "null", "multiple_of_8"})
+_NO_ECHO = frozenset({"not_supported", "body", "image", "mask", "image_size", "strength", "null", "multiple_of_8"})
 
 
 def validation_detail(error: dict[str, Any]) -> str:

@@ -65,10 +65,6 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         raise BadRequestError(f"model: no preconfigured model named {body.model!r:.100}; see GET /api/models")
     else:
         request, checkpoint, model = body, resolve_checkpoint(body.model, paths), None
-    image = None
-    if (decoded := request.image_file()) is not None:
-        payload, (width, height) = decoded
-        image = InputImage(payload, width, height)
     return GenerationRequest(
         checkpoint=checkpoint,
         prompt=request.prompt,
@@ -80,11 +76,35 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         num_inference_steps=request.num_inference_steps,
         guidance_scale=request.guidance_scale,
         scheduler=request.scheduler,
-        image=image,
+        image=_input_image(request, "image"),
         strength=request.strength,
+        mask=_input_image(request, "mask"),
+        invert_mask=request.invert_mask,
+        inpainter=_inpainter(request, spec, paths),
+        fit=request.fit,
+        anchor=request.anchor,
         intermediate_steps=context.get("intermediate_steps"),
         model=model,
     )
+
+
+def _input_image(request: InvokeRequest, field: str) -> InputImage | None:
+    decoded = request.image_file(field)
+    if decoded is None:
+        return None
+    payload, (width, height) = decoded
+    return InputImage(payload, width, height)
+
+
+def _inpainter(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> Checkpoint | None:
+    """The checkpoint that inpaints: the request's, else the preconfigured model's, else none
+    (the base checkpoint inpaints)."""
+    if request.inpainter is not None:
+        found = resolve_checkpoint(request.inpainter, paths, "inpainter")
+        return Checkpoint(found.name, request.inpainter_size or found.size)
+    if spec is not None and spec["inpainter"] is not None:
+        return Checkpoint(spec["inpainter"]["model"], spec["inpainter"]["size"])
+    return None
 
 
 def _joined(*prompts: str) -> str:
@@ -108,7 +128,7 @@ def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) 
         "negative_prompt": _joined(request.negative_prompt, spec["negative_prompt"]),
     }
     checkpoint = resolve_checkpoint(spec["model"], paths, "model")
-    effective = InvokeRequest.model_validate(merged, context=request.decoded_image())
+    effective = InvokeRequest.model_validate(merged, context=request.decoded_images())
     return effective, Checkpoint(name=checkpoint.name, size=spec["size"])
 
 

@@ -86,9 +86,7 @@ def describe(api: FastAPI) -> None:
 
 def _description(api: FastAPI) -> dict[str, Any]:
     document = get_openapi(title=api.title, version=api.version, routes=api.routes)
-    _, definitions = models_json_schema(
-        [(model, "validation") for model in _BODY_MODELS.values()], ref_template=_REF
-    )
+    _, definitions = models_json_schema([(model, "validation") for model in _BODY_MODELS.values()], ref_template=_REF)
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(definitions.get("$defs", {}))
     schemas.pop("HTTPValidationError", None)
@@ -102,8 +100,11 @@ def _description(api: FastAPI) -> dict[str, Any]:
                 "items": {
                     "type": "object",
                     "required": ["status", "title", "detail"],
-                    "properties": {"status": {"type": "string"}, "title": {"type": "string"},
-                                   "detail": {"type": "string"}},  # fmt: skip
+                    "properties": {
+                        "status": {"type": "string"},
+                        "title": {"type": "string"},
+                        "detail": {"type": "string"},
+                    },  # fmt: skip
                 },
             }
         },

@@ -41,9 +41,7 @@ def errors_as_values(cls: Cls) -> Cls:
         return answer
 
     methods = {
-        name: wrap(member)
-        for name, member in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_")
+        name: wrap(member) for name, member in inspect.getmembers(cls, inspect.isfunction) if not name.startswith("_")
     }
     return type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__, "__doc__": cls.__doc__})  # type: ignore[return-value]
 

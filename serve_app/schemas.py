@@ -24,6 +24,12 @@ Scheduler = Literal[
     "adpmd", "dpmsde", "unipc", "lmsd", "pndm", "eds", "eads",
 ]  # fmt: skip
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+# How an input image goes on the canvas (deployments/canvas.py).
+Fit = Literal["actual", "stretch", "cover", "contain"]
+Anchor = Literal[
+    "top-left", "top-center", "top-right", "center-left", "center-center", "center-right",
+    "bottom-left", "bottom-center", "bottom-right",
+]  # fmt: skip
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
@@ -33,8 +39,8 @@ MAX_SEED = 2**32 - 1
 NOT_SUPPORTED_YET = frozenset(
     {
         "chunking_size", "chunking_blur", "size", "refiner", "refiner_size",
-        "inpainter", "inpainter_size", "lora", "lycoris", "inversion", "vae", "multi_scheduler",
-        "mask", "invert_mask", "fit", "anchor", "control_image", "controlnet", "conditioning_scale",
+        "lora", "lycoris", "inversion", "vae", "multi_scheduler",
+        "control_image", "controlnet", "conditioning_scale",
         "process_control_image", "invert_control_image", "remove_background", "fill_background",
         "scale_to_model_size", "refiner_strength", "refiner_aesthetic_score",
         "refiner_negative_aesthetic_score", "refiner_guidance_scale", "outscale", "upscale",
@@ -48,8 +54,9 @@ NOT_SUPPORTED_YET = frozenset(
 # Enfugue 0.3 renamed much of the payload; we implement the seed's (0.2) names.
 ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride", "tiling_mask_type"})
 
-# Validation context key: the (payload, size) of an image field already decoded.
-DECODED_IMAGE = "decoded_image"
+# Validation context key: {field: (payload, size)} of the image fields already decoded.
+DECODED_IMAGES = "decoded_images"
+IMAGE_FIELDS = ("image", "mask")
 
 # Steps stop below 1000: the schedulers' "leading" spacing with an offset of one reaches
 # timestep 1000 at 1000 steps, past the end of the 1000-step training schedule.
@@ -84,11 +91,17 @@ class InvokeRequest(BaseModel):
     guidance_scale: GuidanceScale = 7.5
     scheduler: Scheduler | None = None
     image: StrictStr | None = None
-    strength: Strength = 0.8
+    # None: 0.8 for image-to-image, 1 (the whole schedule) for inpainting.
+    strength: Strength | None = None
+    mask: StrictStr | None = None
+    invert_mask: StrictBool = False
+    fit: Fit | None = None
+    anchor: Anchor | None = None
+    inpainter: StrictStr | None = None
+    inpainter_size: Dimension | None = None
 
-    # The decoded ``image`` field: its encoded file and its size (decoded once, here).
-    _image_payload: bytes | None = PrivateAttr(default=None)
-    _image_size: tuple[int, int] | None = PrivateAttr(default=None)
+    # The decoded image fields: their encoded files and sizes (decoded once, here).
+    _decoded: dict[str, tuple[bytes, tuple[int, int]]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -105,7 +118,7 @@ class InvokeRequest(BaseModel):
                 )
         return {key: value for key, value in data.items() if key not in NOT_SUPPORTED_YET}
 
-    @field_validator("width", "height")
+    @field_validator("width", "height", "inpainter_size")
     @classmethod
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:
@@ -116,54 +129,58 @@ class InvokeRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _img2img_consistent(self, info: ValidationInfo) -> InvokeRequest:
-        if self.image is None:
+    def _images_consistent(self, info: ValidationInfo) -> InvokeRequest:
+        # Validating again (defaults merged in) passes the images decoded the first time.
+        decoded = dict((info.context or {}).get(DECODED_IMAGES, {}))
+        for name in IMAGE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and name not in decoded:
+                try:
+                    payload = data_uri_payload(value)
+                    decoded[name] = payload, open_image(payload).size
+                except ImageInputError as error:
+                    raise PydanticCustomError(
+                        "image", "{field}: {reason}", {"field": name, "reason": str(error)}
+                    ) from error
+        self._decoded = {name: decoded[name] for name in IMAGE_FIELDS if getattr(self, name) is not None}
+        if self.mask is not None and self.image is None:
+            raise PydanticCustomError("mask", "mask: needs an `image` to inpaint")
+        if "image" not in self._decoded:
             return self
-        # Validating again (defaults merged in) passes the image decoded the first time.
-        decoded = (info.context or {}).get(DECODED_IMAGE)
-        if decoded is None:
-            try:
-                payload = data_uri_payload(self.image)
-                decoded = payload, open_image(payload).size
-            except ImageInputError as error:
-                raise PydanticCustomError("image", "image: {reason}", {"reason": str(error)}) from error
-        self._image_payload, self._image_size = decoded
-        width, height = self._image_size
+        width, height = self._decoded["image"][1]
+        if "mask" in self._decoded and self._decoded["mask"][1] != (width, height):
+            raise PydanticCustomError(
+                "mask", "mask: is {mask} but image is {image}; they must be the same size",
+                {"mask": "x".join(map(str, self._decoded["mask"][1])), "image": f"{width}x{height}"},
+            )  # fmt: skip
         for name, given, actual in (("width", self.width, width), ("height", self.height, height)):
             if given is None and actual % 8:
                 raise PydanticCustomError(
                     "image_size", "image: its {name} {actual} is not a multiple of 8; resize it or pass {name}",
                     {"name": name, "actual": actual},
                 )  # fmt: skip
-            if given is not None and given != actual:
-                raise PydanticCustomError(
-                    "image_size", "image: is {width}x{height} but {name} is {given}; `fit` is not supported yet",
-                    {"width": width, "height": height, "name": name, "given": given},
-                )  # fmt: skip
-        if int(self.num_inference_steps * self.strength) < 1:
+        strength = self.strength if self.strength is not None else (1.0 if self.mask is not None else 0.8)
+        if int(self.num_inference_steps * strength) < 1:
             raise PydanticCustomError(
                 "strength", "strength: {strength} x num_inference_steps {steps} leaves no step to run; raise either",
-                {"strength": self.strength, "steps": self.num_inference_steps},
+                {"strength": strength, "steps": self.num_inference_steps},
             )  # fmt: skip
         return self
 
     def summary(self) -> dict[str, Any]:
-        """The body as stored with its invocation: given fields only, the image replaced by its size."""
+        """The body as stored with its invocation: given fields only, images replaced by their sizes."""
         data = self.model_dump(exclude_unset=True)
-        if self._image_size is not None:
-            data["image"] = {"width": self._image_size[0], "height": self._image_size[1]}
+        for name, (_, (width, height)) in self._decoded.items():
+            data[name] = {"width": width, "height": height}
         return data
 
-    def image_file(self) -> tuple[bytes, tuple[int, int]] | None:
-        """The ``image`` field decoded: its encoded file and its size."""
-        if self._image_payload is None or self._image_size is None:
-            return None
-        return self._image_payload, self._image_size
+    def image_file(self, name: str = "image") -> tuple[bytes, tuple[int, int]] | None:
+        """An image field decoded: its encoded file and its size."""
+        return self._decoded.get(name)
 
-    def decoded_image(self) -> dict[str, Any]:
-        """The validation context that spares decoding ``image`` again."""
-        decoded = self.image_file()
-        return {DECODED_IMAGE: decoded} if decoded is not None else {}
+    def decoded_images(self) -> dict[str, Any]:
+        """The validation context that spares decoding the images again."""
+        return {DECODED_IMAGES: self._decoded}
 
 
 # Settings whose null means "off / automatic"; for the others null is not a value.

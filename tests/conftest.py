@@ -88,7 +88,9 @@ def serve_locally(
     store = Store.func_or_class(str(data_dir), "test", **store_options)
     store_handle = LocalHandle(store)
     role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
-    planner = Planner.func_or_class(store_handle, {"base": LocalHandle(LocalRole(role))}, str(data_dir), "test")
+    planner = Planner.func_or_class(
+        store_handle, {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter")}, str(data_dir), "test"
+    )
     services = Services(
         store=Remote(store_handle),
         planner=LocalHandle(planner),

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from deployments.plan import Diffuse
+from deployments.plan import Diffuse, Inpaint
 from deployments.role import Reporter, Stopped
 from serve_app.errors import BadRequestError
 
@@ -38,13 +38,14 @@ def colour(seed: int) -> tuple[int, int, int]:
 
 
 class FakeRole:
-    """Runs ``Diffuse`` steps by sleeping ``step_seconds`` a step; records what it was asked."""
+    """Runs steps by sleeping ``step_seconds`` a step; records what it was asked. An ``Inpaint``
+    step's solid colour covers only its repaint mask, as a real role's output does."""
 
     def __init__(self, step_seconds: float = 0.005, checkpoints: Path | None = None) -> None:
         self.step_seconds = step_seconds
         self._checkpoints = checkpoints
         self.loads: list[str] = []
-        self.steps: list[Diffuse] = []
+        self.steps: list[Diffuse | Inpaint] = []
         self.stopped_at: list[float] = []  # time.monotonic() of each stop
 
     def load(self, model_id: str) -> str:
@@ -53,7 +54,9 @@ class FakeRole:
         self.loads.append(model_id)
         return model_id
 
-    def run(self, model: Any, step: Diffuse, inputs: list[Image.Image], reporter: Reporter) -> list[Image.Image]:
+    def run(
+        self, model: Any, step: Diffuse | Inpaint, inputs: list[Image.Image], reporter: Reporter
+    ) -> list[Image.Image]:
         self.steps.append(step)
         total = step.expected_steps
         size = inputs[0].size if inputs else (step.width, step.height)
@@ -65,7 +68,11 @@ class FakeRole:
             reporter.progress(index + 1, total)
             if step.intermediate_steps and (index + 1) % step.intermediate_steps == 0 and index + 1 < total:
                 reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
-        return [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
+        outputs = [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
+        if isinstance(step, Inpaint):
+            image, repaint = inputs
+            return [Image.composite(output, image, repaint) for output in outputs]
+        return outputs
 
     def check_health(self) -> None:
         return None

@@ -62,7 +62,9 @@ def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     store = Store.func_or_class(str(paths.root), "fuzz")
     store_handle = LocalHandle(store)
     role = FakeRole(step_seconds=0, checkpoints=paths.models("checkpoint"))
-    planner = Planner.func_or_class(store_handle, {"base": LocalHandle(LocalRole(role))}, str(paths.root), "fuzz")
+    planner = Planner.func_or_class(
+        store_handle, {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter")}, str(paths.root), "fuzz"
+    )
     services = Services(
         store=Remote(store_handle), planner=LocalHandle(planner),
         downloads=Remote(LocalHandle(Downloads.func_or_class(str(paths.root)))),

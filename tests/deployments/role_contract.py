@@ -1,7 +1,8 @@
 """The contract every model role passes, on tiny models (in the manner of diffusers' PipelineTesterMixin).
 
 A role's test class inherits ``RoleContract`` and provides the fixtures ``role`` (a role
-instance), ``model_id`` (one it can load) and ``make_step`` (seed, steps -> a step it runs).
+instance), ``model_id`` (one it can load) and ``make_step`` (seed, steps -> a step it runs),
+and ``inputs`` when its steps read images (the prepared inputs of those steps).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def pixels(events: list[Any]) -> list[np.ndarray]:
 
 
 class RoleContract:
+    @pytest.fixture
+    def inputs(self) -> list[Any]:
+        return []
+
     def test_loads_a_model_and_refuses_an_unknown_one(self, role: Any, model_id: str) -> None:
         assert role.load(model_id) is not None
         with pytest.raises(BadRequestError):
@@ -46,27 +51,31 @@ class RoleContract:
         with pytest.raises(BadRequestError):
             role.load("../outside")
 
-    def test_a_model_that_cannot_load_ends_the_stream_with_the_error(self, role: Any, make_step: MakeStep) -> None:
+    def test_a_model_that_cannot_load_ends_the_stream_with_the_error(
+        self, role: Any, make_step: MakeStep, inputs: list[Any]
+    ) -> None:
         async def failing() -> Any:
             return role.load("no-such-model")
 
         async def collect() -> list[Any]:
-            return [event async for event in stream(role, failing, make_step(1, 2), [])]
+            return [event async for event in stream(role, failing, make_step(1, 2), inputs)]
 
         events = asyncio.run(collect())
         assert isinstance(events[0], Started) and isinstance(events[-1], APIError)
 
-    def test_honours_the_seed(self, role: Any, model_id: str, make_step: MakeStep) -> None:
+    def test_honours_the_seed(self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]) -> None:
         model = role.load(model_id)
-        first = pixels(run(role, model, make_step(7, 3)))
-        again = pixels(run(role, model, make_step(7, 3)))
-        other = pixels(run(role, model, make_step(8, 3)))
+        first = pixels(run(role, model, make_step(7, 3), inputs))
+        again = pixels(run(role, model, make_step(7, 3), inputs))
+        other = pixels(run(role, model, make_step(8, 3), inputs))
         assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
         assert not np.array_equal(first[0], other[0])
 
-    def test_streams_progress_then_its_outputs(self, role: Any, model_id: str, make_step: MakeStep) -> None:
+    def test_streams_progress_then_its_outputs(
+        self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]
+    ) -> None:
         step = make_step(3, 4)
-        events = run(role, role.load(model_id), step)
+        events = run(role, role.load(model_id), step, inputs)
         assert isinstance(events[0], Started)
         progress = [event for event in events if isinstance(event, Progress)]
         assert progress, events
@@ -75,7 +84,7 @@ class RoleContract:
         assert len(pixels(events)) == len(step.seeds)
 
     def test_stops_when_its_stream_is_closed_and_runs_again(
-        self, role: Any, model_id: str, make_step: MakeStep
+        self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]
     ) -> None:
         model = role.load(model_id)
         long = make_step(5, 400)
@@ -85,7 +94,7 @@ class RoleContract:
                 return model
 
             events: list[Any] = []
-            generator = stream(role, loaded, long, [])
+            generator = stream(role, loaded, long, inputs)
             async for event in generator:
                 events.append(event)
                 if isinstance(event, Progress):
@@ -97,4 +106,4 @@ class RoleContract:
         events, closing = asyncio.run(close_after_first_progress())
         assert not any(isinstance(event, Outputs) for event in events)
         assert closing < 2.0, f"the role ran on for {closing:.2f} s after its stream was closed"
-        assert len(pixels(run(role, model, make_step(5, 2)))) == 1
+        assert len(pixels(run(role, model, make_step(5, 2), inputs))) == 1

@@ -43,7 +43,12 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def small_app_args(data_dir: Path) -> AppArgs:
     light = ReplicaOptions(num_cpus=0.25)
     return AppArgs(
-        data_dir=data_dir, ingress=light, store=light, planner=light, base=ReplicaOptions(num_cpus=1, num_gpus=0)
+        data_dir=data_dir,
+        ingress=light,
+        store=light,
+        planner=light,
+        base=ReplicaOptions(num_cpus=1, num_gpus=0),
+        inpainter=ReplicaOptions(num_cpus=0.5, num_gpus=0),
     )
 
 

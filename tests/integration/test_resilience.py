@@ -24,9 +24,7 @@ def kill_replica(deployment: str) -> None:
     """SIGKILL the replica's process, found by the title Ray gives it (no dashboard here)."""
     title = f"ServeReplica:enfugue:{deployment}"
     pids = [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and title in _command_line(entry)
+        int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and title in _command_line(entry)
     ]
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from deployments.plan import Diffuse, make_plan
+from deployments.plan import Diffuse, Inpaint, make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage
 from tests.images import png_bytes
 
@@ -50,3 +50,40 @@ def test_the_plan_is_json_serialisable() -> None:
     step = json.loads(json.dumps(make_plan(request, 0).to_dict()))["steps"][0]
     assert (step["kind"], step["role"], step["checkpoint"]) == ("diffuse", "base", "demo")
     assert step["source"] == {"width": 64, "height": 64}
+
+
+def test_a_mask_makes_an_inpaint_step_on_the_base_without_an_inpainter() -> None:
+    request = GenerationRequest(DEMO, image=image(64, 64), mask=image(64, 64), num_inference_steps=10)
+    (step,) = make_plan(request, 0).steps
+    assert isinstance(step, Inpaint) and (step.role, step.model_id) == ("base", "demo")
+    assert step.expected_steps == 10 and len(step.sources) == 2  # the whole schedule, image and mask
+    assert (
+        make_plan(GenerationRequest(DEMO, image=image(64, 64), mask=image(64, 64), strength=0.5), 0).expected_steps
+        == 20
+    )
+
+
+def test_the_inpainter_runs_inpainting_in_its_own_role() -> None:
+    inpainter = Checkpoint("inpainting.safetensors", 512)
+    request = GenerationRequest(DEMO, image=image(64, 64), mask=image(64, 64), inpainter=inpainter)
+    plan = make_plan(request, 0)
+    assert plan.roles == {"inpainter"} and plan.steps[0].model_id == "inpainting.safetensors"
+    recorded = plan.to_dict()["steps"][0]
+    assert (recorded["kind"], recorded["role"], recorded["mask"]) == (
+        "inpaint",
+        "inpainter",
+        {"width": 64, "height": 64},
+    )
+    # Without a mask, an image that covers the canvas is image-to-image on the base.
+    assert make_plan(GenerationRequest(DEMO, image=image(64, 64), inpainter=inpainter), 0).roles == {"base"}
+
+
+def test_an_image_that_leaves_the_canvas_uncovered_is_outpainted() -> None:
+    covering = GenerationRequest(DEMO, image=image(64, 32), width=64, height=64, fit="cover")
+    (step,) = make_plan(covering, 0).steps
+    assert isinstance(step, Diffuse) and step.strength == 0.8 and step.fit == "cover"
+    contained = GenerationRequest(DEMO, image=image(64, 32), width=64, height=64, fit="contain", anchor="top-left")
+    (step,) = make_plan(contained, 0).steps
+    assert isinstance(step, Inpaint) and step.mask is None
+    fitted, repaint = step.prepare([step.source.open()])
+    assert fitted.size == (64, 64) and repaint.getbbox() == (0, 32, 64, 64)

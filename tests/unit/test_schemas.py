@@ -32,7 +32,12 @@ def _detail(body: dict) -> str:
         ({"image": "data:text/plain;base64,aGVsbG8="}, "image: does not contain an image"),
         ({"image": "data:image/png;base64,@@@"}, "image: is not valid base64"),
         ({"image": "/etc/passwd"}, "image: is not a data URI"),
-        ({"mask": "data:image/png;base64,AAAA"}, "mask: not supported yet"),
+        ({"mask": "data:image/png;base64,AAAA"}, "mask: does not contain an image Pillow can read"),
+        ({"mask": data_uri(gradient(64, 48))}, "mask: needs an `image` to inpaint"),
+        ({"fit": "fill"}, "fit: Input should be 'actual', 'stretch', 'cover' or 'contain'"),
+        ({"anchor": "middle"}, "anchor: Input should be 'top-left'"),
+        ({"invert_mask": "yes"}, "invert_mask: Input should be a valid boolean"),
+        ({"inpainter_size": 100}, "inpainter_size: must be a multiple of 8"),
         ({"nodes": [{"x": 0}]}, "nodes: not supported yet"),
         ({"upscale_diffusion": True}, "upscale_diffusion: not supported yet"),
         ({"layers": []}, "layers: not supported (an Enfugue 0.3 parameter)"),
@@ -55,16 +60,27 @@ def test_numbers_in_strings_are_numbers_but_prompts_stay_strings() -> None:
 
 
 def test_null_or_false_for_unbuilt_features_asks_for_nothing() -> None:
-    request = InvokeRequest.model_validate({"prompt": "a", "mask": None, "remove_background": False})
+    request = InvokeRequest.model_validate({"prompt": "a", "controlnet": None, "remove_background": False})
     assert request.prompt == "a"
 
 
-def test_img2img_size_must_match_or_be_taken_from_the_image() -> None:
+def test_the_canvas_takes_the_image_size_unless_given() -> None:
     image = data_uri(gradient(64, 48))
     assert InvokeRequest.model_validate({"image": image}).image_file()[1] == (64, 48)
-    assert "image: is 64x48 but height is 64" in _detail({"image": image, "height": 64})
+    # Another size fits the image onto the canvas (fit, anchor): no longer an error.
+    assert InvokeRequest.model_validate({"image": image, "height": 64}).height == 64
     assert "image: its width 60 is not a multiple of 8" in _detail({"image": data_uri(gradient(60, 48))})
     assert "strength: 0.01 x num_inference_steps 40 leaves no step" in _detail({"image": image, "strength": 0.01})
+    # Inpainting runs the whole schedule unless told otherwise: one step is enough.
+    one_step = {"image": image, "mask": image, "num_inference_steps": 1}
+    assert InvokeRequest.model_validate(one_step).strength is None
+    assert "mask: is 48x48 but image is 64x48" in _detail({**one_step, "mask": data_uri(gradient(48, 48))})
+
+
+def test_the_summary_keeps_image_sizes_not_images() -> None:
+    image = data_uri(gradient(64, 48))
+    summary = InvokeRequest.model_validate({"image": image, "mask": image, "invert_mask": True}).summary()
+    assert summary == {"image": {"width": 64, "height": 48}, "mask": {"width": 64, "height": 48}, "invert_mask": True}
 
 
 def test_the_body_must_be_an_object() -> None:

@@ -1,0 +1,47 @@
+"""Inpainting with a configured inpainter runs in the Inpainter deployment, on a real local Ray cluster."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import data_uri, gradient
+from tests.integration.test_serve_http import _finished, _invoke
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_inpainting_checkpoint_inpaints_in_its_own_deployment(
+    http: httpx.Client, deployed: tuple[str, Path]
+) -> None:
+    from ray import serve
+
+    from storage.files import DataPaths
+    from tests.tiny_models import tiny_sd15_inpaint_pipeline, write_ldm_checkpoint
+
+    write_ldm_checkpoint(
+        tiny_sd15_inpaint_pipeline(), DataPaths(deployed[1]).models("checkpoint"), "inpainting.safetensors"
+    )
+    source, mask = gradient(64, 64), Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    body = {
+        "model": "tiny-random-demo-noise-only", "inpainter": "inpainting.safetensors", "prompt": "a cat",
+        "image": data_uri(source), "mask": data_uri(mask), "num_inference_steps": 3, "seed": 2,
+    }  # fmt: skip
+    status = _finished(http, _invoke(http, **body)["uuid"])
+    assert status["status"] == "completed", status
+    image = Image.open(io.BytesIO(http.get("/api/invocation/" + status["images"][0]).content))
+    step = json.loads(image.text["plan"])["steps"][0]
+    assert (step["kind"], step["role"], step["checkpoint"]) == ("inpaint", "inpainter", "inpainting.safetensors")
+    pixels = np.asarray(image.convert("RGB"))
+    assert np.array_equal(pixels[:, 32:], np.asarray(source)[:, 32:])
+    assert np.abs(pixels[:, :32].astype(int) - np.asarray(source)[:, :32]).mean() > 10
+
+    deployments = serve.status().applications["enfugue"].deployments
+    assert deployments["Inpainter"].status == "HEALTHY" and deployments["Base"].status == "HEALTHY"
