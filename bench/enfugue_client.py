@@ -19,6 +19,16 @@ import tempfile
 from pathlib import Path
 
 from bench.common import running_server
+from storage.files import DataPaths
+
+
+def write_files(paths: DataPaths) -> None:
+    """Tiny LoRA, LyCORIS and VAE files the demo checkpoint takes (the tests' builders)."""
+    from tests.tiny_models import write_tiny_lora, write_tiny_vae
+
+    write_tiny_lora(paths.models("lora") / "style.safetensors", seed=1)
+    write_tiny_lora(paths.models("lycoris") / "locon.safetensors", seed=2)
+    write_tiny_vae(paths.models("vae") / "sd-vae-ft-mse.safetensors")
 
 # Runs inside the client's environment: the calls a user of that client makes.
 CLIENT_SESSION = r"""
@@ -38,6 +48,20 @@ images = invocation.results(polling_interval=0.2)
 print("invoke -> results:", [image.size for image in images], "| status:", invocation.get_status()["status"])
 invocation.delete()
 print("deleted")
+# The rest of the seed's vocabulary this client sends (it drops `inversion` on its way out).
+styled = client.invoke(
+    model=checkpoints[0], prompt="a tinytoken cat", width=64, height=64, num_inference_steps=4, seed=3,
+    refiner=checkpoints[0], refiner_strength=0.5, lora=[{"model": "style.safetensors", "weight": 0.5}],
+    lycoris=[{"model": "locon.safetensors", "weight": 1.0}], vae="mse", scheduler="ddim", strength=0.8,
+)
+images = styled.results(polling_interval=0.2)
+print("invoke with refiner, lora, lycoris, vae, scheduler -> results:", [image.size for image in images])
+for refused in ({"mask": "data:image/png;base64,AAAA"}, {"layers": []}, {"tiling_size": 64}, {"prompts": []}):
+    try:
+        client.invoke(model=checkpoints[0], prompt="a cat", **refused)
+        sys.exit(f"{refused} was accepted")
+    except Exception as error:
+        print("refused:", str(error)[:110])
 """
 
 
@@ -47,6 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     for auth in ("off", "on"):
         with tempfile.TemporaryDirectory() as data:
+            write_files(DataPaths(Path(data)).ensure())
             extra = ["--auth"] if auth == "on" else []
             with running_server(Path(data), extra_args=extra) as url:
                 port = url.rsplit(":", 1)[1]

@@ -164,5 +164,6 @@ def main() -> None:
             report(f"this checkout, polling every {poll * 1000:.0f} ms", polled)
     report(f"this checkout, {noticing}", measure(sys.executable, REPOSITORY, args.runs, args.poll))
 
+
 if __name__ == "__main__":
     main()

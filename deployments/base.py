@@ -1,37 +1,45 @@
-"""The Base and Inpainter roles: ``Diffuse`` and ``Inpaint`` steps on one device.
+"""The Base, Inpainter and Refiner roles: ``Diffuse``, ``Inpaint`` and ``Refine`` steps on one device.
 
 ``BaseRole`` does the work and knows nothing of Ray; ``Base`` is its deployment, in the shell
 every role shares (``deployments.role``). The Inpainter is the same work on the checkpoints an
-inpainter is configured with (inpainting ones with a 9-channel UNet, or any other), in its own
-deployment so that it scales and holds its models apart from the base.
+inpainter is configured with (inpainting ones with a 9-channel UNet, or any other), and the
+Refiner on the refiner's (SDXL refiners); each in its own deployment so that it scales and holds
+its models apart from the base.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
+    ControlNetModel,
     DiffusionPipeline,
 )
 from PIL import Image
 
+from deployments.adapters import applied
 from deployments.canvas import paste_back
+from deployments.control import inpaint_condition
 from deployments.pipelines import (
     INPAINTING,
+    REFINING,
     TEXT_TO_IMAGE,
     device_and_dtype,
     generators,
+    load_controlnet,
     load_pipeline,
+    load_vae,
     make_scheduler,
     place,
 )
-from deployments.plan import Diffuse, Inpaint
+from deployments.plan import Diffuse, Inpaint, ModelKey, Refine
 from deployments.role import Reporter, Stopped, role_deployment
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths, UnsafePathError, find_model
@@ -39,8 +47,15 @@ from storage.files import DataPaths, UnsafePathError, find_model
 logger = logging.getLogger(__name__)
 
 
+class Loaded(NamedTuple):
+    """What a role keeps loaded for a model id: the pipeline, and its ControlNet if the id has one."""
+
+    pipeline: DiffusionPipeline
+    controlnet: ControlNetModel | None = None
+
+
 class BaseRole:
-    """Loads checkpoints by name and runs ``Diffuse`` and ``Inpaint`` steps on them."""
+    """Loads checkpoints by name and runs any denoising step on them."""
 
     # The pipeline classes (model_index.json) this role loads, and what they are for.
     accepts: frozenset[str] = TEXT_TO_IMAGE
@@ -50,36 +65,39 @@ class BaseRole:
         self._paths = DataPaths(Path(data_dir))
         self.device, self.dtype = device_and_dtype(None)
 
-    def load(self, model_id: str) -> DiffusionPipeline:
-        """``model_id`` is the checkpoint's name in the checkpoint folder."""
-        try:
-            path = find_model(self._paths.models("checkpoint"), model_id)
-        except UnsafePathError as error:
-            raise BadRequestError(f"model: {error}") from error
-        if path is None:
-            raise BadRequestError(f"model: no checkpoint named {model_id!r}")
+    def load(self, model_id: str) -> Loaded:
+        """``model_id`` names the checkpoint in the checkpoint folder, the VAE in the vae folder
+        that replaces its own and the ControlNet in the controlnet folder, if any (``ModelKey``)."""
+        key = ModelKey.decode(model_id)
+        path = self._find("checkpoint", key.checkpoint, "model")
         logger.info("loading checkpoint %s on %s", model_id, self.device)
         pipeline = load_pipeline(path, self._paths.configs, self.dtype, self.accepts, self.purpose)
-        return place(pipeline, self.device)
+        if key.vae is not None:
+            pipeline.vae = load_vae(self._find("vae", key.vae, "vae"), pipeline.vae, self.dtype)
+        controlnet = None
+        if key.controlnet is not None:
+            found = self._find("controlnet", key.controlnet, "controlnet")
+            controlnet = place(load_controlnet(found, pipeline.unet, self.dtype), self.device)
+        return Loaded(place(pipeline, self.device), controlnet)
+
+    def _find(self, kind: str, name: str, field: str) -> Path:
+        try:
+            path = find_model(self._paths.models(kind), name)
+        except UnsafePathError as error:
+            raise BadRequestError(f"{field}: {error}") from error
+        if path is None:
+            raise BadRequestError(f"{field}: no {kind} named {name!r}")
+        return path
 
     def run(
-        self, pipeline: DiffusionPipeline, step: Diffuse | Inpaint, inputs: list[Image.Image], reporter: Reporter
+        self,
+        loaded: Loaded,
+        step: Diffuse | Inpaint | Refine,
+        inputs: list[Image.Image],
+        reporter: Reporter,
     ) -> list[Image.Image]:
-        scheduler = make_scheduler(pipeline.scheduler.config, step.scheduler, step.seeds[0])
-        if isinstance(step, Inpaint):
-            runner = AutoPipelineForInpainting.from_pipe(pipeline, scheduler=scheduler)
-            image, repaint = inputs
-            extra: dict[str, Any] = {
-                "image": image, "mask_image": repaint, "width": step.width, "height": step.height,
-                "strength": step.strength if step.strength is not None else 1.0,
-            }  # fmt: skip
-        elif not inputs:
-            runner = AutoPipelineForText2Image.from_pipe(pipeline, scheduler=scheduler)
-            extra = {"width": step.width, "height": step.height}
-        else:
-            runner = AutoPipelineForImage2Image.from_pipe(pipeline, scheduler=scheduler)
-            # One source image; each of the step's seeds makes one output from it.
-            extra = {"image": inputs[0], "strength": step.strength}
+        pipeline = loaded.pipeline
+        runner, arguments = _runner(loaded, step, inputs)
         runner.set_progress_bar_config(disable=True)
 
         def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -91,27 +109,78 @@ class BaseRole:
                 pipe._interrupt = True  # diffusers' own cooperative stop, before the next step
             return tensors
 
-        with torch.inference_mode():
+        with applied(pipeline, step, self._paths), torch.inference_mode():
             result = runner(
-                prompt=step.prompt,
-                negative_prompt=step.negative_prompt or None,
                 num_inference_steps=step.num_inference_steps,
                 guidance_scale=step.guidance_scale,
-                num_images_per_prompt=len(step.seeds),
                 generator=generators(step.seeds),
                 callback_on_step_end=on_step_end,
                 output_type="pil",
-                **extra,
+                **arguments,
             )
         if reporter.stopped:
             raise Stopped
         if isinstance(step, Inpaint):
+            image, repaint = inputs[:2]
             return [paste_back(image, output, repaint) for output in result.images]
         return list(result.images)
 
     def check_health(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.mem_get_info(self.device)  # raises when the device is lost
+
+
+def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image.Image]) -> tuple[Any, dict[str, Any]]:
+    """The pipeline for the step's kind (sharing the loaded one's components) and its arguments."""
+    pipeline = loaded.pipeline
+    components: dict[str, Any] = {"scheduler": make_scheduler(pipeline.scheduler.config, step.scheduler, step.seeds[0])}
+    control: dict[str, Any] = {}
+    if step.controlnet is not None:
+        # The control image comes after the step's other inputs.
+        *inputs, condition = inputs
+        components["controlnet"] = loaded.controlnet
+        control["controlnet_conditioning_scale"] = step.conditioning_scale
+        if step.controlnet == "inpaint":
+            control_input: Any = torch.from_numpy(inpaint_condition(inputs[0], inputs[1])).permute(0, 3, 1, 2)
+        else:
+            control_input = condition
+    negative = step.negative_prompt or None
+    # One prompt, one image per seed.
+    batch: dict[str, Any] = {
+        "prompt": step.prompt,
+        "negative_prompt": negative,
+        "num_images_per_prompt": len(step.seeds),
+    }
+    if isinstance(step, Refine):
+        runner = AutoPipelineForImage2Image.from_pipe(pipeline, **components)
+        # One image per seed, each with its own prompt row.
+        count = len(inputs)
+        arguments: dict[str, Any] = {
+            "prompt": [step.prompt] * count, "negative_prompt": [negative] * count if negative else None,
+            "num_images_per_prompt": 1, "image": inputs, "strength": step.strength,
+        }  # fmt: skip
+        if "aesthetic_score" in inspect.signature(runner.__call__).parameters:  # SDXL image-to-image
+            arguments.update(
+                aesthetic_score=step.aesthetic_score, negative_aesthetic_score=step.negative_aesthetic_score
+            )
+        return runner, arguments
+    if isinstance(step, Inpaint):
+        image, repaint = inputs
+        runner = AutoPipelineForInpainting.from_pipe(pipeline, **components)
+        strength = step.strength if step.strength is not None else 1.0
+        size = {"width": step.width, "height": step.height}
+        if control:
+            control["control_image"] = control_input
+        return runner, {**batch, **size, **control, "image": image, "mask_image": repaint, "strength": strength}
+    if inputs:  # one source image; each of the step's seeds makes one output from it
+        runner = AutoPipelineForImage2Image.from_pipe(pipeline, **components)
+        if control:
+            control["control_image"] = control_input
+        return runner, {**batch, **control, "image": inputs[0], "strength": step.strength}
+    runner = AutoPipelineForText2Image.from_pipe(pipeline, **components)
+    if control:
+        control["image"] = control_input  # text-to-image ControlNet pipelines call it `image`
+    return runner, {**batch, **control, "width": step.width, "height": step.height}
 
 
 def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
@@ -133,5 +202,13 @@ class InpainterRole(BaseRole):
     purpose = "inpaint"
 
 
+class RefinerRole(BaseRole):
+    """The refiner's checkpoints: SDXL refiners (image-to-image only) besides text-to-image ones."""
+
+    accepts = TEXT_TO_IMAGE | REFINING
+    purpose = "refine"
+
+
 Base = role_deployment(BaseRole, name="Base")
 Inpainter = role_deployment(InpainterRole, name="Inpainter")
+Refiner = role_deployment(RefinerRole, name="Refiner")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import diffusers
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import AutoencoderKL, ControlNetModel, DiffusionPipeline
 from diffusers.loaders.single_file_utils import (
     SingleFileComponentError,
     infer_diffusers_model_type,
@@ -49,8 +50,10 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 # The text-to-image pipelines the base role serves, by the class name in model_index.json.
 TEXT_TO_IMAGE = frozenset({"StableDiffusionPipeline", "StableDiffusionXLPipeline"})
-# And the inpainting ones (a 9-channel UNet) the inpainter role serves besides those.
+# And the inpainting ones (a 9-channel UNet) the inpainter role serves besides those, and the
+# image-to-image only ones (SDXL refiners) the refiner role serves.
 INPAINTING = frozenset({"StableDiffusionInpaintPipeline", "StableDiffusionXLInpaintPipeline"})
+REFINING = frozenset({"StableDiffusionXLImg2ImgPipeline"})
 
 
 _LDM_UNET_INPUT = "model.diffusion_model.input_blocks.0.0.weight"
@@ -146,6 +149,38 @@ def load_pipeline(
         raise BadRequestError(f"{path.name}: could not be loaded ({type(error).__name__}: {error})"[:500]) from error
 
 
+def load_vae(path: Path, replaced: AutoencoderKL, dtype: torch.dtype) -> AutoencoderKL:
+    """The VAE at ``path`` (a diffusers folder, or a single file in LDM or diffusers keys) to take
+    the place of ``replaced``, whose config it is read with (no network access)."""
+    try:
+        if path.is_dir():
+            return AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+        with tempfile.TemporaryDirectory() as config:
+            replaced.save_config(config)
+            return AutoencoderKL.from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:
+        raise BadRequestError(
+            f"vae: {path.name} could not be loaded ({type(error).__name__}: {error})"[:500]
+        ) from error
+
+
+def load_controlnet(path: Path, unet: Any, dtype: torch.dtype) -> ControlNetModel:
+    """The ControlNet at ``path`` for ``unet``: a diffusers folder, or a single file (diffusers or
+    original keys) read with the config a ControlNet for that UNet has (no network access)."""
+    try:
+        if path.is_dir():
+            return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+        with torch.device("meta"):  # the architecture only: no memory for weights
+            template = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+        with tempfile.TemporaryDirectory() as config:
+            template.save_config(config)
+            return ControlNetModel.from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:
+        raise BadRequestError(
+            f"controlnet: {path.name} could not be loaded ({type(error).__name__}: {error})"[:500]
+        ) from error
+
+
 def make_scheduler(config: Any, name: str | None, seed: int) -> Any:
     """A fresh scheduler for one request: schedulers keep per-run state and are not shareable."""
     if name is None:
@@ -156,7 +191,12 @@ def make_scheduler(config: Any, name: str | None, seed: int) -> Any:
     if class_name == "DPMSolverSDEScheduler":
         # Its Brownian-tree noise is seeded separately from the generator; unseeded it is random.
         options = {**options, "noise_sampler_seed": seed}
-    return scheduler_class.from_config(config, **options)
+    scheduler = scheduler_class.from_config(config, **options)
+    if getattr(scheduler.config, "clip_sample", False):
+        # Stable Diffusion is not sampled with clipping; the text-to-image pipelines switch it off
+        # themselves, others (ControlNet, ...) do not: switched off here, they all agree.
+        scheduler.register_to_config(clip_sample=False)
+    return scheduler
 
 
 def generators(seeds: tuple[int, ...]) -> list[torch.Generator]:

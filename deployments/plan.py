@@ -8,18 +8,45 @@ the last step's outputs are the invocation's images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from PIL import Image
 
 from deployments.canvas import fit_image, flatten, leaves_uncovered, repaint_mask
-from deployments.request import GenerationRequest, InputImage
+from deployments.control import control_image
+from deployments.request import Adapter, GenerationRequest, InputImage
+from serve_app.errors import BadRequestError
 
 # Of an image-to-image schedule, the part that runs when the request does not say.
 DEFAULT_STRENGTH = 0.8
 # Schedulers whose loop runs two model evaluations per step, each reported as a step.
 SECOND_ORDER_SCHEDULERS = frozenset({"heun", "dpmd", "adpmd", "dpmsde"})
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What a role keeps loaded for a step: the checkpoint and the weights loaded with it.
+
+    Encoded as the multiplexing model id: replicas cache and route by it, so two requests that
+    differ only in their VAE never share a loaded pipeline."""
+
+    checkpoint: str
+    vae: str | None = None
+    controlnet: str | None = None
+
+    # "//" is never in a file name find_model accepts (normalised relative POSIX paths).
+    PARTS: ClassVar[tuple[str, ...]] = ("vae", "controlnet")
+
+    def encode(self) -> str:
+        parts = [f"//{name}={getattr(self, name)}" for name in self.PARTS if getattr(self, name) is not None]
+        return self.checkpoint + "".join(parts)
+
+    @classmethod
+    def decode(cls, model_id: str) -> ModelKey:
+        checkpoint, *parts = model_id.split("//")
+        named = dict(part.split("=", 1) for part in parts)
+        return cls(checkpoint, **{name: named.get(name) for name in cls.PARTS})
 
 
 @dataclass(frozen=True)
@@ -62,6 +89,18 @@ class _Denoise:
     # How an input image goes on the canvas (deployments/canvas.py).
     fit: str | None = None
     anchor: str | None = None
+    # Weights that stay loaded with the checkpoint (part of the model id): a VAE in place of its own.
+    vae: str | None = None
+    # Applied to the loaded model for this step only, then removed.
+    adapters: tuple[Adapter, ...] = ()
+    inversions: tuple[str, ...] = ()
+    # ControlNet: its kind and file (loaded with the checkpoint), its image, and how it is used.
+    controlnet: str | None = None
+    controlnet_model: str | None = None
+    control: ImageSource | None = None
+    conditioning_scale: float = 1.0
+    process_control_image: bool = True
+    invert_control_image: bool = False
 
     kind: ClassVar[str]
     role: str = "base"
@@ -69,7 +108,7 @@ class _Denoise:
     @property
     def model_id(self) -> str:
         """Which loaded model serves this step (the multiplexing key replicas cache by)."""
-        return self.checkpoint
+        return ModelKey(self.checkpoint, self.vae, self.controlnet_model).encode()
 
     @property
     def expected_steps(self) -> int:
@@ -87,13 +126,20 @@ class _Denoise:
 
     @property
     def sources(self) -> tuple[ImageSource, ...]:
-        """The images the step reads, in the order ``prepare`` takes them."""
-        return (self.source,) if self.source is not None else ()
+        """The images the step reads, in the order ``prepare`` takes them (the control image last)."""
+        return tuple(source for source in (self.source, self.control) if source is not None)
+
+    def _control(self, image: Image.Image) -> Image.Image:
+        """The control image on the canvas; the role gets it after the step's other inputs."""
+        fitted = flatten(fit_image(image, self.size, self.fit, self.anchor))
+        return control_image(str(self.controlnet), fitted, self.process_control_image, self.invert_control_image)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind}
         data.update({name: getattr(self, name) for name in self.__dataclass_fields__})
         data["seeds"] = list(self.seeds)
+        data["adapters"] = [asdict(adapter) for adapter in self.adapters]
+        data["inversions"] = list(self.inversions)
         for name in self.__dataclass_fields__:
             if isinstance(data[name], (InputImage, StepOutputs)):
                 data[name] = _source_summary(data[name])
@@ -104,12 +150,13 @@ class _Denoise:
 class Diffuse(_Denoise):
     """Text-to-image, or image-to-image from ``source`` with ``strength``: one batch of ``seeds``.
 
-    The role gets ``[]``, or ``[the source fitted onto the canvas]``."""
+    The role gets ``[]``, or ``[the source fitted onto the canvas]``, then the control image if any."""
 
     kind: ClassVar[str] = "diffuse"
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
-        return [flatten(fit_image(image, self.size, self.fit, self.anchor)) for image in images]
+        control = [self._control(images.pop())] if self.control is not None else []
+        return [flatten(fit_image(image, self.size, self.fit, self.anchor)) for image in images] + control
 
 
 @dataclass(frozen=True)
@@ -118,7 +165,8 @@ class Inpaint(_Denoise):
     of it comes back unchanged. Runs on the inpainter's checkpoint (role "inpainter") when one is
     configured, else on the base checkpoint.
 
-    The role gets ``[the source fitted onto the canvas, the repaint mask (white: repaint)]``."""
+    The role gets ``[the source fitted onto the canvas, the repaint mask (white: repaint)]``, then
+    the control image if any."""
 
     kind: ClassVar[str] = "inpaint"
 
@@ -127,16 +175,39 @@ class Inpaint(_Denoise):
 
     @property
     def sources(self) -> tuple[ImageSource, ...]:
-        return tuple(source for source in (self.source, self.mask) if source is not None)
+        return tuple(source for source in (self.source, self.mask, self.control) if source is not None)
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        control = [self._control(images.pop())] if self.control is not None else []
         fitted = fit_image(images[0], self.size, self.fit, self.anchor)
         mask = fit_image(images[1], self.size, self.fit, self.anchor) if len(images) > 1 else None
-        return [flatten(fitted), repaint_mask(fitted, mask, self.invert_mask)]
+        return [flatten(fitted), repaint_mask(fitted, mask, self.invert_mask), *control]
+
+
+@dataclass(frozen=True)
+class Refine(_Denoise):
+    """The refiner's image-to-image pass over each output of step ``after`` (sample i with seed i),
+    with SDXL's aesthetic scores. Its own checkpoint, without the base's VAE or adapters.
+
+    The role gets the images to refine, one per seed."""
+
+    kind: ClassVar[str] = "refine"
+    role: str = "refiner"
+
+    after: int = 0
+    aesthetic_score: float = 6.0
+    negative_aesthetic_score: float = 2.5
+
+    @property
+    def sources(self) -> tuple[ImageSource, ...]:
+        return tuple(StepOutputs(self.after, index) for index in range(len(self.seeds)))
+
+    def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        return images
 
 
 # Every kind of step; a new kind names its role and joins this union.
-Step = Diffuse | Inpaint
+Step = Diffuse | Inpaint | Refine
 
 
 @dataclass(frozen=True)
@@ -189,6 +260,10 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         "scheduler": request.scheduler,
         "seeds": tuple(seed + index for index in range(request.samples)),
         "intermediate_steps": request.intermediate_steps,
+        "vae": request.vae,
+        "adapters": request.adapters,
+        "inversions": request.inversions,
+        **_controlnet_fields(request),
     }
     step: Step
     if image is None:
@@ -213,4 +288,48 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     else:
         strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
         step = Diffuse(**fields, source=image, strength=strength, fit=request.fit, anchor=request.anchor)
-    return Plan(steps=(step,), seed=seed, samples=request.samples, model=request.model)
+    steps: list[Step] = [step]
+    if request.refiner is not None and request.refiner_strength > 0:
+        steps.append(_refine(request, step, after=0))
+    return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
+
+
+def _controlnet_fields(request: GenerationRequest) -> dict[str, Any]:
+    control = request.controlnet
+    if control is None:
+        return {}
+    return {
+        "controlnet": control.kind,
+        "controlnet_model": control.model,
+        "control": control.image or request.image,
+        "conditioning_scale": control.scale,
+        "process_control_image": control.process,
+        "invert_control_image": control.invert,
+    }
+
+
+def _refine(request: GenerationRequest, made: Step, after: int) -> Refine:
+    """The refiner's pass over the outputs of ``made`` (refiner_strength 0 is no pass at all)."""
+    assert request.refiner is not None
+    refine = Refine(
+        checkpoint=request.refiner.name,
+        prompt=made.prompt,
+        negative_prompt=made.negative_prompt,
+        width=made.width,
+        height=made.height,
+        num_inference_steps=made.num_inference_steps,
+        guidance_scale=request.refiner_guidance_scale,
+        scheduler=made.scheduler,
+        seeds=made.seeds,
+        strength=request.refiner_strength,
+        intermediate_steps=made.intermediate_steps,
+        after=after,
+        aesthetic_score=request.refiner_aesthetic_score,
+        negative_aesthetic_score=request.refiner_negative_aesthetic_score,
+    )
+    if int(refine.num_inference_steps * request.refiner_strength) < 1:
+        raise BadRequestError(
+            f"refiner_strength: {request.refiner_strength} x num_inference_steps {refine.num_inference_steps} "
+            "leaves no step to run; raise either, or pass refiner_strength 0 for no refining"
+        )
+    return refine

@@ -38,6 +38,28 @@ class InputImage:
 
 
 @dataclass(frozen=True)
+class Adapter:
+    """A LoRA or LyCORIS file (relative to its folder) and the weight it is applied with."""
+
+    kind: str  # "lora" | "lycoris"
+    name: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class ControlNet:
+    """A ControlNet: its kind, its file (relative to the controlnet folder), its control image
+    (None: the request's ``image``) and how that image is used."""
+
+    kind: str
+    model: str
+    image: InputImage | None = None
+    scale: float = 1.0
+    process: bool = True
+    invert: bool = False
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One invocation: the checkpoint and every parameter, defaults already applied."""
 
@@ -64,6 +86,18 @@ class GenerationRequest:
     # How ``image`` and ``mask`` go on the canvas (deployments/canvas.py).
     fit: str | None = None
     anchor: str | None = None
+    # A VAE file (relative to the vae folder) in place of the checkpoint's own.
+    vae: str | None = None
+    # Applied for this request only: LoRA and LyCORIS with weights, textual inversions.
+    adapters: tuple[Adapter, ...] = ()
+    inversions: tuple[str, ...] = ()
+    controlnet: ControlNet | None = None
+    # The refiner's checkpoint (None: no refining) and its pass over every output.
+    refiner: Checkpoint | None = None
+    refiner_strength: float = 0.3
+    refiner_guidance_scale: float = 5.0
+    refiner_aesthetic_score: float = 6.0
+    refiner_negative_aesthetic_score: float = 2.5
     # Decode and show the image every this many steps while it runs (None: never; costs a VAE pass).
     intermediate_steps: int | None = None
     # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.

@@ -9,7 +9,7 @@ both come through here.
 import ray
 from ray.serve import Application
 
-from deployments.base import Base, Inpainter
+from deployments.base import Base, Inpainter, Refiner
 from deployments.downloads import Downloads
 from deployments.planner import Planner
 from serve_app import __version__
@@ -40,7 +40,11 @@ def build_app(args: AppArgs) -> Application:
             num_replicas=options.num_replicas,
             ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": _gpus(options), "runtime_env": _OFFLINE},
         ).bind(data_dir)
-        for name, deployment, options in (("base", Base, args.base), ("inpainter", Inpainter, args.inpainter))
+        for name, deployment, options in (
+            ("base", Base, args.base),
+            ("inpainter", Inpainter, args.inpainter),
+            ("refiner", Refiner, args.refiner),
+        )  # fmt: skip
     }
     planner = Planner.options(
         num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}

@@ -45,9 +45,11 @@ class AppArgs(BaseModel):
     store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     base: ReplicaOptions = Field(default_factory=ReplicaOptions)
-    # Inpainting with a configured inpainter checkpoint (without one, the base inpaints). Its
-    # replica loads a model only when such a job comes; half a CPU keeps the default app on two.
-    inpainter: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.5))
+    # Inpainting with a configured inpainter checkpoint (without one, the base inpaints), and
+    # refining. Their replicas load a model only when such a job comes; a quarter CPU each keeps
+    # the default app on two cores.
+    inpainter: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
+    refiner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
     downloads: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     # The largest file a download may bring (None: no limit).
     max_download_bytes: int | None = Field(default=None, ge=1)

@@ -7,30 +7,23 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from serve_app.schemas import Dimension, GuidanceScale, Prompt, Samples, Scheduler, Steps, Strength
+from serve_app.schemas import (
+    Dimension,
+    Files,
+    GuidanceScale,
+    Prompt,
+    Samples,
+    Scheduler,
+    Score,
+    Steps,
+    Strength,
+    WeightedFiles,
+)
 
 # No path separators or dots: the name appears in URLs (/api/models/{name}) and never as a file.
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^/\\.]+$")]
-Weight = Annotated[float, Field(ge=-10, le=10)]
 Size = Annotated[int, Field(ge=0, le=4096)]
-Score = Annotated[float, Field(ge=0, le=10)]
 
-
-class WeightedFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: StrictStr
-    weight: Weight = 1.0
-
-
-class File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model: StrictStr
-
-
-WeightedFiles = StrictStr | WeightedFile | list[StrictStr | WeightedFile]
-Files = StrictStr | File | list[StrictStr | File]
 
 # The invocation defaults a model can carry (Enfugue's DiffusionModelDefaultConfiguration keys).
 DEFAULT_CONFIG_KEYS = (
@@ -96,14 +89,3 @@ class ModelCreate(ModelFields):
             if getattr(self, name) is None:
                 raise PydanticCustomError("missing", "{name}: required", {"name": name})
         return self
-
-
-def weighted(files: WeightedFiles | Files | None) -> list[dict[str, Any]]:
-    """ "file", {"model", "weight"} or a list of these, as a list of {"model", "weight"}."""
-    if files is None:
-        return []
-    items = files if isinstance(files, list) else [files]
-    return [
-        {"model": item, "weight": 1.0} if isinstance(item, str) else {"weight": 1.0, **item.model_dump()}
-        for item in items
-    ]

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.request import Checkpoint, GenerationRequest, InputImage
+from deployments.control import DEFAULT_FILES
+from deployments.request import Adapter, Checkpoint, ControlNet, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
-from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate, weighted
-from serve_app.schemas import InvokeRequest
+from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate
+from serve_app.schemas import InvokeRequest, weighted
 from storage.files import DataPaths, UnreadableModelError, UnsafePathError, checkpoint_size, find_model, list_models
 
 
@@ -80,9 +81,15 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         strength=request.strength,
         mask=_input_image(request, "mask"),
         invert_mask=request.invert_mask,
-        inpainter=_inpainter(request, spec, paths),
+        inpainter=_part("inpainter", request, spec, paths),
         fit=request.fit,
         anchor=request.anchor,
+        vae=_vae(request, spec, paths),
+        adapters=_adapters(request, spec, paths),
+        inversions=_inversions(request, spec, paths),
+        controlnet=_controlnet(request, checkpoint, context.get("controlnets") or {}, paths),
+        refiner=_part("refiner", request, spec, paths),
+        **{name: getattr(request, name) for name in REFINER_VALUES if getattr(request, name) is not None},
         intermediate_steps=context.get("intermediate_steps"),
         model=model,
     )
@@ -96,15 +103,101 @@ def _input_image(request: InvokeRequest, field: str) -> InputImage | None:
     return InputImage(payload, width, height)
 
 
-def _inpainter(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> Checkpoint | None:
-    """The checkpoint that inpaints: the request's, else the preconfigured model's, else none
-    (the base checkpoint inpaints)."""
-    if request.inpainter is not None:
-        found = resolve_checkpoint(request.inpainter, paths, "inpainter")
-        return Checkpoint(found.name, request.inpainter_size or found.size)
-    if spec is not None and spec["inpainter"] is not None:
-        return Checkpoint(spec["inpainter"]["model"], spec["inpainter"]["size"])
+def _part(part: str, request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> Checkpoint | None:
+    """The checkpoint that inpaints or refines: the request's, else the preconfigured model's, else
+    none (the base checkpoint inpaints; nothing refines)."""
+    name, size = getattr(request, part), getattr(request, f"{part}_size")
+    if name is not None:
+        found = resolve_checkpoint(name, paths, part)
+        return Checkpoint(found.name, size or found.size)
+    if spec is not None and spec[part] is not None:
+        return Checkpoint(spec[part]["model"], spec[part]["size"])
     return None
+
+
+def _controlnet(
+    request: InvokeRequest, checkpoint: Checkpoint, configured: dict[str, str | None], paths: DataPaths
+) -> ControlNet | None:
+    """The ControlNet a request asks for, its file found in the controlnet folder: the one the
+    kind's setting names (`<kind>_xl` for an SDXL-sized checkpoint, where Enfugue had one), else
+    the file Enfugue downloaded for the kind."""
+    kind = request.controlnet
+    if kind is None:
+        return None
+    key = f"{kind}_xl" if checkpoint.size >= 1024 and f"{kind}_xl" in DEFAULT_FILES else kind
+    name = configured.get(key) or DEFAULT_FILES[key]
+    try:
+        found = find_model(paths.models("controlnet"), name)
+    except UnsafePathError as error:
+        raise BadRequestError(
+            f"controlnet: the {key} setting {name!r:.200} is not a file in the controlnet folder"
+        ) from error
+    if found is None:
+        raise BadRequestError(
+            f"controlnet: {kind} needs the ControlNet file {name} in the controlnet folder; install it there "
+            f"(POST /api/download), or name another file with the {key!r} setting"
+        )
+    return ControlNet(
+        kind=kind,
+        model=found.relative_to(paths.models("controlnet").resolve()).as_posix(),
+        image=_input_image(request, "control_image"),
+        scale=request.conditioning_scale,
+        process=request.process_control_image,
+        invert=request.invert_control_image,
+    )
+
+
+# The refiner's values a request (or a model's default configuration) may set; else Enfugue's defaults.
+REFINER_VALUES = (
+    "refiner_strength", "refiner_guidance_scale", "refiner_aesthetic_score", "refiner_negative_aesthetic_score",
+)  # fmt: skip
+
+
+# Enfugue's VAE names, and the files it downloaded for them (put them into the vae folder).
+VAE_FILES = {
+    "ema": "sd-vae-ft-ema.safetensors",
+    "mse": "sd-vae-ft-mse.safetensors",
+    "xl": "sdxl_vae.safetensors",
+    "xl16": "sdxl-vae-fp16-fix.safetensors",
+}
+
+
+def _vae(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> str | None:
+    """The VAE file (relative to the vae folder): the request's, else the preconfigured model's."""
+    if request.vae is None:
+        return spec["vae"]["name"] if spec is not None and spec["vae"] else None
+    return vae_file(request.vae, paths)
+
+
+def vae_file(given: str, paths: DataPaths) -> str:
+    """The file a `vae` value names: one of Enfugue's names (ema, mse, xl, xl16) or a file."""
+    name = VAE_FILES.get(given, given)
+    if given in VAE_FILES and find_model(paths.models("vae"), name) is None:
+        raise BadRequestError(f"vae: {given!r} needs the file {name} in the vae folder; it is not there")
+    return _model_file(paths, "vae", name, "vae")
+
+
+def _adapters(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> tuple[Adapter, ...]:
+    """LoRA, then LyCORIS: the request's of each kind, else the preconfigured model's."""
+    adapters = []
+    for kind in ("lora", "lycoris"):
+        if getattr(request, kind) is not None:
+            items = [
+                {**item, "model": _model_file(paths, kind, item["model"], kind)}
+                for item in weighted(getattr(request, kind))
+            ]
+        else:
+            items = spec[kind] if spec is not None else []
+        adapters += [Adapter(kind, item["model"], item["weight"]) for item in items]
+    return tuple(adapters)
+
+
+def _inversions(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> tuple[str, ...]:
+    if request.inversion is not None:
+        return tuple(
+            _model_file(paths, "inversion", item["model"], "inversion") for item in weighted(request.inversion)
+        )
+    return tuple(item["model"] for item in spec["inversion"]) if spec is not None else ()
 
 
 def _joined(*prompts: str) -> str:
@@ -160,7 +253,7 @@ def model_spec(fields: ModelCreate, paths: DataPaths) -> dict[str, Any]:
         "prompt": fields.prompt or "",
         "negative_prompt": fields.negative_prompt or "",
         **parts,
-        "vae": {"name": _model_file(paths, "vae", fields.vae, "vae")} if fields.vae else None,
+        "vae": {"name": vae_file(fields.vae, paths)} if fields.vae else None,
         "scheduler": {"name": fields.scheduler} if fields.scheduler else None,
         "lora": [
             {**item, "model": _model_file(paths, "lora", item["model"], "lora")} for item in weighted(fields.lora)

@@ -12,6 +12,7 @@ from pydantic import (
     StrictBool,
     StrictStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -24,6 +25,15 @@ Scheduler = Literal[
     "adpmd", "dpmsde", "unipc", "lmsd", "pndm", "eds", "eads",
 ]  # fmt: skip
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+ControlNetKind = Literal[
+    "canny", "mlsd", "hed", "scribble", "tile", "inpaint", "depth", "normal", "pose", "pidi", "line", "anime",
+]  # fmt: skip
+CONTROLNETS: tuple[str, ...] = get_args(ControlNetKind)
+# The settings naming each kind's ControlNet file (None: Enfugue's file name, deployments/control.py);
+# the SDXL ones exist for the kinds Enfugue had SDXL ControlNets for.
+CONTROLNET_SETTINGS: tuple[str, ...] = (*CONTROLNETS, "canny_xl", "depth_xl", "pidi_xl", "pose_xl")
+# Kinds whose control image is made by an annotator model (not run here yet).
+ANNOTATED = frozenset(CONTROLNETS) - {"canny", "tile", "scribble", "inpaint"}
 # How an input image goes on the canvas (deployments/canvas.py).
 Fit = Literal["actual", "stretch", "cover", "contain"]
 Anchor = Literal[
@@ -38,12 +48,9 @@ MAX_SEED = 2**32 - 1
 # Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
 NOT_SUPPORTED_YET = frozenset(
     {
-        "chunking_size", "chunking_blur", "size", "refiner", "refiner_size",
-        "lora", "lycoris", "inversion", "vae", "multi_scheduler",
-        "control_image", "controlnet", "conditioning_scale",
-        "process_control_image", "invert_control_image", "remove_background", "fill_background",
-        "scale_to_model_size", "refiner_strength", "refiner_aesthetic_score",
-        "refiner_negative_aesthetic_score", "refiner_guidance_scale", "outscale", "upscale",
+        "chunking_size", "chunking_blur", "size", "multi_scheduler",
+        "remove_background", "fill_background",
+        "scale_to_model_size", "outscale", "upscale",
         "upscale_iterative", "upscale_diffusion", "upscale_diffusion_steps",
         "upscale_diffusion_guidance_scale", "upscale_diffusion_strength", "upscale_diffusion_prompt",
         "upscale_diffusion_negative_prompt", "upscale_diffusion_controlnet",
@@ -56,7 +63,7 @@ ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride"
 
 # Validation context key: {field: (payload, size)} of the image fields already decoded.
 DECODED_IMAGES = "decoded_images"
-IMAGE_FIELDS = ("image", "mask")
+IMAGE_FIELDS = ("image", "mask", "control_image")
 
 # Steps stop below 1000: the schedulers' "leading" spacing with an offset of one reaches
 # timestep 1000 at 1000 steps, past the end of the 1000-step training schedule.
@@ -71,6 +78,39 @@ GuidanceScale = Annotated[float, Field(ge=0, le=100)]
 Strength = Annotated[float, Field(ge=0, le=1)]
 Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Prompt = Annotated[StrictStr, Field(max_length=MAX_PROMPT_LENGTH)]
+Score = Annotated[float, Field(ge=0, le=10)]
+
+
+Weight = Annotated[float, Field(ge=-10, le=10)]
+
+
+class WeightedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr
+    weight: Weight = 1.0
+
+
+class File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr
+
+
+# LoRA and LyCORIS: "file", {"model", "weight"} or a list of these; inversions without weights.
+WeightedFiles = StrictStr | WeightedFile | list[StrictStr | WeightedFile]
+Files = StrictStr | File | list[StrictStr | File]
+
+
+def weighted(files: WeightedFiles | Files | None) -> list[dict[str, Any]]:
+    """ "file", {"model", "weight"} or a list of these, as a list of {"model", "weight"}."""
+    if files is None:
+        return []
+    items = files if isinstance(files, list) else [files]
+    return [
+        {"model": item, "weight": 1.0} if isinstance(item, str) else {"weight": 1.0, **item.model_dump()}
+        for item in items
+    ]
 
 
 class InvokeRequest(BaseModel):
@@ -99,6 +139,27 @@ class InvokeRequest(BaseModel):
     anchor: Anchor | None = None
     inpainter: StrictStr | None = None
     inpainter_size: Dimension | None = None
+    # A file in the vae folder, or ema|mse|xl|xl16 (Enfugue's names for the files it downloaded).
+    vae: StrictStr | None = None
+    lora: WeightedFiles | None = None
+    lycoris: WeightedFiles | None = None
+    inversion: Files | None = None
+    # The SDXL refiner: an image-to-image pass over each output in its own deployment. None:
+    # the preconfigured model's, else Enfugue's defaults (0.3, 5, 6, 2.5).
+    refiner: StrictStr | None = None
+    refiner_size: Dimension | None = None
+    refiner_strength: Strength | None = None
+    refiner_guidance_scale: GuidanceScale | None = None
+    refiner_aesthetic_score: Score | None = None
+    refiner_negative_aesthetic_score: Score | None = None
+    # ControlNet: the kind, its control image (else `image`), its weight, and whether the image is
+    # made into the kind's control image here (else it is one already; `invert_control_image`
+    # turns black lines on white into white on black).
+    controlnet: ControlNetKind | None = None
+    control_image: StrictStr | None = None
+    conditioning_scale: Annotated[float, Field(ge=0, le=2)] = 1.0
+    process_control_image: StrictBool = True
+    invert_control_image: StrictBool = False
 
     # The decoded image fields: their encoded files and sizes (decoded once, here).
     _decoded: dict[str, tuple[bytes, tuple[int, int]]] = PrivateAttr(default_factory=dict)
@@ -118,7 +179,7 @@ class InvokeRequest(BaseModel):
                 )
         return {key: value for key, value in data.items() if key not in NOT_SUPPORTED_YET}
 
-    @field_validator("width", "height", "inpainter_size")
+    @field_validator("width", "height", "inpainter_size", "refiner_size")
     @classmethod
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:
@@ -145,6 +206,7 @@ class InvokeRequest(BaseModel):
         self._decoded = {name: decoded[name] for name in IMAGE_FIELDS if getattr(self, name) is not None}
         if self.mask is not None and self.image is None:
             raise PydanticCustomError("mask", "mask: needs an `image` to inpaint")
+        self._check_controlnet()
         if "image" not in self._decoded:
             return self
         width, height = self._decoded["image"][1]
@@ -167,6 +229,25 @@ class InvokeRequest(BaseModel):
             )  # fmt: skip
         return self
 
+    def _check_controlnet(self) -> None:
+        if self.controlnet is None:
+            if self.control_image is not None:
+                raise PydanticCustomError(
+                    "controlnet", "control_image: needs `controlnet` ({kinds})", {"kinds": "|".join(CONTROLNETS)}
+                )
+            return
+        if self.control_image is None and self.image is None:
+            raise PydanticCustomError("controlnet", "controlnet: needs a `control_image` (or an `image`)")
+        if self.controlnet in ANNOTATED and self.process_control_image:
+            raise PydanticCustomError(
+                "controlnet",
+                "controlnet: making a {kind} control image needs an annotator model, which this server does not run "
+                "yet; pass a ready {kind} image as control_image with process_control_image false",
+                {"kind": self.controlnet},
+            )
+        if self.controlnet == "inpaint" and self.mask is None:
+            raise PydanticCustomError("controlnet", "controlnet: inpaint needs a `mask`")
+
     def summary(self) -> dict[str, Any]:
         """The body as stored with its invocation: given fields only, images replaced by their sizes."""
         data = self.model_dump(exclude_unset=True)
@@ -184,10 +265,12 @@ class InvokeRequest(BaseModel):
 
 
 # Settings whose null means "off / automatic"; for the others null is not a value.
-NULLABLE_SETTINGS = frozenset({"switch_mode", "cache_mode", "precision", "intermediate_steps", "default_checkpoint"})
+NULLABLE_SETTINGS = frozenset(
+    {"switch_mode", "cache_mode", "precision", "intermediate_steps", "default_checkpoint", *CONTROLNET_SETTINGS}
+)
 
 
-class SettingsUpdate(BaseModel):
+class _Settings(BaseModel):
     """The body of ``POST /api/settings``: only the keys given change."""
 
     model_config = ConfigDict(extra="forbid")
@@ -219,3 +302,12 @@ class SettingsUpdate(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
+
+
+# With a ControlNet file name per kind (a file in the controlnet folder; null: Enfugue's name).
+SettingsUpdate = create_model(
+    "SettingsUpdate",
+    __base__=_Settings,
+    __doc__=_Settings.__doc__,
+    **{key: (StrictStr | None, None) for key in CONTROLNET_SETTINGS},  # type: ignore[call-overload]
+)

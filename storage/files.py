@@ -57,7 +57,13 @@ class DataPaths:
 
 
 def is_diffusers_folder(path: Path) -> bool:
-    return path.is_dir() and not path.name.endswith(SIDECAR_SUFFIX) and (path / "model_index.json").is_file()
+    """A diffusers pipeline folder (model_index.json), or one model's (a VAE, a ControlNet: its
+    config.json beside its diffusion_pytorch_model weights)."""
+    if not path.is_dir() or path.name.endswith(SIDECAR_SUFFIX):
+        return False
+    if (path / "model_index.json").is_file():
+        return True
+    return (path / "config.json").is_file() and any(path.glob("diffusion_pytorch_model*"))
 
 
 def list_models(folder: Path) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from serve_app.schemas import CONTROLNET_SETTINGS
 from storage.listing import INVOCATIONS, ListQuery
 from storage.migrations import migrate
 
@@ -44,6 +45,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_prompt_length": 2000,
     "max_pixels_per_step": 2048 * 2048 * 2,
     "max_pixel_steps": 2048 * 2048 * 2 * 100,
+    # The ControlNet file of each kind (None: the file Enfugue downloaded, deployments/control.py).
+    **dict.fromkeys(CONTROLNET_SETTINGS),
 }
 
 ACTIVE_STATUSES = ("queued", "processing")

@@ -20,6 +20,7 @@ from ray import serve
 
 from serve_app.errors import AccessDeniedError, AuthenticationError, BadRequestError, NotFoundError
 from serve_app.remote import errors_as_values
+from serve_app.schemas import CONTROLNET_SETTINGS
 from storage.accounts import DEFAULT_PASSWORD_WARNING, INVALID_CREDENTIALS, Accounts, Caller
 from storage.files import DataPaths
 from storage.invocations import Invocations
@@ -285,6 +286,7 @@ class StoreService:
             "model": self.preconfigured.find(model) if model is not None else None,
             "limits": {key: settings[key] for key in ("max_prompt_length", "max_pixels_per_step", "max_pixel_steps")},
             "intermediate_steps": settings["intermediate_steps"],
+            "controlnets": {key: settings[key] for key in CONTROLNET_SETTINGS},
         }
 
     @for_user

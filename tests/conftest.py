@@ -89,7 +89,10 @@ def serve_locally(
     store_handle = LocalHandle(store)
     role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
     planner = Planner.func_or_class(
-        store_handle, {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter")}, str(data_dir), "test"
+        store_handle,
+        {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter", "refiner")},
+        str(data_dir),
+        "test",
     )
     services = Services(
         store=Remote(store_handle),

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
-from deployments.plan import Diffuse, Inpaint
+from deployments.plan import Diffuse, Inpaint, ModelKey, Refine
 from deployments.role import Reporter, Stopped
 from serve_app.errors import BadRequestError
 
@@ -39,23 +39,25 @@ def colour(seed: int) -> tuple[int, int, int]:
 
 class FakeRole:
     """Runs steps by sleeping ``step_seconds`` a step; records what it was asked. An ``Inpaint``
-    step's solid colour covers only its repaint mask, as a real role's output does."""
+    step's solid colour covers only its repaint mask, as a real role's output does; a ``Refine``
+    step returns the negatives of its inputs."""
 
     def __init__(self, step_seconds: float = 0.005, checkpoints: Path | None = None) -> None:
         self.step_seconds = step_seconds
         self._checkpoints = checkpoints
         self.loads: list[str] = []
-        self.steps: list[Diffuse | Inpaint] = []
+        self.steps: list[Diffuse | Inpaint | Refine] = []
         self.stopped_at: list[float] = []  # time.monotonic() of each stop
 
     def load(self, model_id: str) -> str:
-        if self._checkpoints is not None and not (self._checkpoints / model_id).exists():
-            raise BadRequestError(f"model: no checkpoint named {model_id!r}")
+        checkpoint = ModelKey.decode(model_id).checkpoint
+        if self._checkpoints is not None and not (self._checkpoints / checkpoint).exists():
+            raise BadRequestError(f"model: no checkpoint named {checkpoint!r}")
         self.loads.append(model_id)
         return model_id
 
     def run(
-        self, model: Any, step: Diffuse | Inpaint, inputs: list[Image.Image], reporter: Reporter
+        self, model: Any, step: Diffuse | Inpaint | Refine, inputs: list[Image.Image], reporter: Reporter
     ) -> list[Image.Image]:
         self.steps.append(step)
         total = step.expected_steps
@@ -70,8 +72,10 @@ class FakeRole:
                 reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
         outputs = [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
         if isinstance(step, Inpaint):
-            image, repaint = inputs
+            image, repaint = inputs[:2]
             return [Image.composite(output, image, repaint) for output in outputs]
+        if isinstance(step, Refine):  # shows it took the images before it: their negatives
+            return [ImageOps.invert(image) for image in inputs]
         return outputs
 
     def check_health(self) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from diffusers import (
+    ControlNetModel,
     DiffusionPipeline,
     EulerDiscreteScheduler,
     ModelMixin,
@@ -41,6 +42,7 @@ from deployments.demo import (
 __all__ = [
     "DEMO_CHECKPOINT_NAME",
     "ldm_state_dict",
+    "tiny_controlnet",
     "tiny_sd15_components",
     "tiny_sd15_inpaint_pipeline",
     "tiny_sd15_pipeline",
@@ -53,6 +55,10 @@ __all__ = [
     "write_diffusers_folder",
     "write_ldm_checkpoint",
     "write_ldm_single_file",
+    "write_tiny_controlnet",
+    "write_tiny_inversion",
+    "write_tiny_lora",
+    "write_tiny_vae",
 ]
 
 Tensors = dict[str, torch.Tensor]
@@ -399,4 +405,68 @@ def write_ldm_checkpoint(pipe: DiffusionPipeline, checkpoint_dir: Path, name: st
     """Write `checkpoint_dir/name` and its sidecar config folder `<stem>.config`."""
     path = write_ldm_single_file(pipe, Path(checkpoint_dir) / name)
     write_config_folder(pipe, path.with_name(f"{path.stem}.config"))
+    return path
+
+
+# Files that change a loaded pipeline: LoRA, textual inversions, VAEs.
+
+
+def write_tiny_lora(path: Path, seed: int = 0, pipe: DiffusionPipeline | None = None) -> Path:
+    """A LoRA (diffusers keys, rank 4, random non-zero weights) for the tiny SD1.5 UNet's attention."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = (pipe or tiny_sd15_pipeline()).unet
+    config = LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        unet.add_adapter(config, adapter_name="tiny")
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name="tiny"))
+    unet.delete_adapters("tiny")
+    # Random weights are small next to the tiny UNet's: scale them up so their effect shows.
+    layers = {key: (tensor * 20).contiguous() for key, tensor in layers.items()}
+    StableDiffusionPipeline.save_lora_weights(str(path.parent), unet_lora_layers=layers, weight_name=path.name)
+    return path
+
+
+def write_tiny_inversion(path: Path, seed: int = 0, vectors: int = 2, width: int = CLIP_L_WIDTH) -> Path:
+    """A textual inversion in A1111's safetensors layout ({"emb_params": [vectors, width]})."""
+    generator = torch.Generator().manual_seed(seed)
+    save_file({"emb_params": torch.randn(vectors, width, generator=generator) * 10}, str(path))
+    return path
+
+
+def write_tiny_vae(path: Path, seed: int = 7) -> Path:
+    """A VAE shaped like the tiny SD1.5 one, other weights, as one file in diffusers keys."""
+    vae = tiny_vae(seed, scaling_factor=0.18215)
+    save_file({key: tensor.contiguous() for key, tensor in vae.state_dict().items()}, str(path))
+    return path
+
+
+def tiny_controlnet(seed: int = 0) -> ControlNetModel:
+    """A ControlNet for the tiny SD1.5 UNet. ``from_unet`` zero-initialises the layers that read
+    the control image and feed the UNet (so that training starts from no effect); random ones
+    here make the control image's effect show."""
+    controlnet = ControlNetModel.from_unet(tiny_sd15_pipeline(seed).unet)
+    zeroed = (
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+        controlnet.controlnet_cond_embedding.conv_out,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for block in zeroed:
+            torch.nn.init.normal_(block.weight, std=5.0)
+    return controlnet
+
+
+def write_tiny_controlnet(path: Path, controlnet: ControlNetModel | None = None) -> Path:
+    """As a diffusers folder when ``path`` has no suffix, else as one .safetensors in diffusers keys."""
+    controlnet = controlnet or tiny_controlnet()
+    if path.suffix:
+        save_file({key: tensor.contiguous() for key, tensor in controlnet.state_dict().items()}, str(path))
+    else:
+        controlnet.save_pretrained(str(path))
     return path

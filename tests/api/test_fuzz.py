@@ -63,7 +63,10 @@ def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     store_handle = LocalHandle(store)
     role = FakeRole(step_seconds=0, checkpoints=paths.models("checkpoint"))
     planner = Planner.func_or_class(
-        store_handle, {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter")}, str(paths.root), "fuzz"
+        store_handle,
+        {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter", "refiner")},
+        str(paths.root),
+        "fuzz",
     )
     services = Services(
         store=Remote(store_handle), planner=LocalHandle(planner),

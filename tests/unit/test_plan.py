@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
-from deployments.plan import Diffuse, Inpaint, make_plan
+import pytest
+
+from deployments.plan import Diffuse, Inpaint, Refine, StepOutputs, make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage
+from serve_app.errors import BadRequestError
 from tests.images import png_bytes
 
 DEMO = Checkpoint(name="demo", size=512)
@@ -87,3 +90,22 @@ def test_an_image_that_leaves_the_canvas_uncovered_is_outpainted() -> None:
     assert isinstance(step, Inpaint) and step.mask is None
     fitted, repaint = step.prepare([step.source.open()])
     assert fitted.size == (64, 64) and repaint.getbbox() == (0, 32, 64, 64)
+
+
+def test_a_refiner_refines_every_output_after_the_first_step() -> None:
+    request = GenerationRequest(DEMO, samples=2, num_inference_steps=10, refiner=Checkpoint("refiner", 1024))
+    plan = make_plan(request, random_seed=5)
+    first, refine = plan.steps
+    assert isinstance(refine, Refine) and (refine.role, refine.model_id, refine.seeds) == ("refiner", "refiner", (5, 6))
+    assert refine.sources == (StepOutputs(0, 0), StepOutputs(0, 1)) and refine.strength == 0.3
+    assert (refine.guidance_scale, refine.aesthetic_score, refine.negative_aesthetic_score) == (5.0, 6.0, 2.5)
+    assert plan.expected_steps == 10 + 3 and plan.roles == {"base", "refiner"}
+    recorded = plan.to_dict()["steps"][1]
+    assert (recorded["kind"], recorded["after"], recorded["strength"]) == ("refine", 0, 0.3)
+
+
+def test_refiner_strength_zero_is_no_refining_and_too_little_is_an_error() -> None:
+    refiner = Checkpoint("refiner", 1024)
+    assert len(make_plan(GenerationRequest(DEMO, refiner=refiner, refiner_strength=0.0), 0).steps) == 1
+    with pytest.raises(BadRequestError, match="refiner_strength: 0.01 x num_inference_steps 40 leaves no step"):
+        make_plan(GenerationRequest(DEMO, refiner=refiner, refiner_strength=0.01), 0)

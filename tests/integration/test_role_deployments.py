@@ -1,4 +1,5 @@
-"""Inpainting with a configured inpainter runs in the Inpainter deployment, on a real local Ray cluster."""
+"""Each model role runs in its own deployment, on a real local Ray cluster: inpainting with a
+configured inpainter in the Inpainter, an SDXL base + refiner run in Base then Refiner."""
 
 from __future__ import annotations
 
@@ -45,3 +46,30 @@ def test_an_inpainting_checkpoint_inpaints_in_its_own_deployment(
 
     deployments = serve.status().applications["enfugue"].deployments
     assert deployments["Inpainter"].status == "HEALTHY" and deployments["Base"].status == "HEALTHY"
+
+
+def test_an_sdxl_base_and_refiner_run_in_their_own_deployments(http: httpx.Client, deployed: tuple[str, Path]) -> None:
+    from ray import serve
+
+    from storage.files import DataPaths
+    from tests.tiny_models import (
+        tiny_sdxl_pipeline,
+        tiny_sdxl_refiner_pipeline,
+        write_diffusers_folder,
+        write_ldm_checkpoint,
+    )
+
+    folder = DataPaths(deployed[1]).models("checkpoint")
+    write_diffusers_folder(tiny_sdxl_pipeline(), folder / "tiny-xl")
+    write_ldm_checkpoint(tiny_sdxl_refiner_pipeline(), folder, "tiny-refiner.safetensors")
+    body = {
+        "model": "tiny-xl", "refiner": "tiny-refiner.safetensors", "prompt": "a cat", "samples": 2,
+        "num_inference_steps": 4, "refiner_strength": 0.5, "seed": 9,
+    }  # fmt: skip
+    status = _finished(http, _invoke(http, **body)["uuid"])
+    assert status["status"] == "completed" and status["total"] == 4 + 2, status
+    images = [Image.open(io.BytesIO(http.get("/api/invocation/" + name).content)) for name in status["images"]]
+    assert [image.size for image in images] == [(64, 64), (64, 64)]
+    steps = json.loads(images[0].text["plan"])["steps"]
+    assert [(step["kind"], step["role"]) for step in steps] == [("diffuse", "base"), ("refine", "refiner")]
+    assert serve.status().applications["enfugue"].deployments["Refiner"].status == "HEALTHY"
