@@ -21,6 +21,12 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 45554
 APP_NAME = "enfugue"
 # Read here, once: the default user's first password, kept out of the process list.
 INITIAL_PASSWORD_VARIABLE = "ENFUGUE_SERVE_INITIAL_PASSWORD"
+# Serve's controller restarts an HTTP proxy that misses three health checks of 10 s each. On a
+# small machine under full load (64 clients and a fuzzer on 2 cores) a busy proxy missed them and
+# was killed, dropping every connection, several times in 20 minutes: overload made worse. The
+# local cluster this command starts gives a busy proxy longer (the variables reach the controller
+# through the raylet it starts; set them on a cluster's nodes to the same effect there).
+PROXY_PATIENCE = {"RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "20"}
 
 
 def _say(message: str) -> None:
@@ -56,6 +62,9 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
     ensure_a_checkpoint(paths)
     # ray.init() joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
     joined = os.environ.get("RAY_ADDRESS")
+    if not joined:
+        for name, value in PROXY_PATIENCE.items():
+            os.environ.setdefault(name, value)
     ray.init(address=joined, logging_level=logging.WARNING)
     # Installed after ray.init (whose own SIGTERM handler would end the process at once) and
     # before the deploy: a Ctrl+C or SIGTERM during the start is not lost; it stops the server
