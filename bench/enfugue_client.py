@@ -56,7 +56,10 @@ styled = client.invoke(
 )
 images = styled.results(polling_interval=0.2)
 print("invoke with refiner, lora, lycoris, vae, scheduler -> results:", [image.size for image in images])
-for refused in ({"mask": "data:image/png;base64,AAAA"}, {"layers": []}, {"tiling_size": 64}, {"prompts": []}):
+# A white 64x64 PNG: this client sends a mask without an image (0.3 puts images in layers).
+MASK = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAAAAACPAi4CAAAALElEQVR4nO3MoQEAAAjDMOD/n+"
+        "GIGUTqm97KmvAHAAAAAAAAAAAAAAAA8B44UC0Bf7Sd28IAAAAASUVORK5CYII=")
+for refused in ({"mask": MASK}, {"layers": []}, {"tiling_size": 64}, {"prompts": []}):
     try:
         client.invoke(model=checkpoints[0], prompt="a cat", **refused)
         sys.exit(f"{refused} was accepted")

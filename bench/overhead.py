@@ -151,10 +151,17 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--baseline-source", type=Path, help="another checkout to measure in the same run")
     parser.add_argument("--baseline-python", default=sys.executable, help="the Python to run the baseline with")
+    parser.add_argument(
+        "--baseline-events", action="store_true",
+        help="the baseline has the event stream too: follow it there (else the baseline is polled)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"medians of {args.runs} interleaved runs after one warm-up each; direct = diffusers in this process")
     noticing = f"polling every {args.poll * 1000:.0f} ms" if args.poll else "following the event stream"
-    if args.baseline_source:
+    if args.baseline_source and args.baseline_events:
+        baseline = measure(args.baseline_python, args.baseline_source, args.runs, args.poll)
+        report(f"baseline {args.baseline_source}, {noticing}", baseline)
+    elif args.baseline_source:
         # A checkout from before the event stream existed can only be polled.
         poll = args.poll or 0.005
         baseline = measure(args.baseline_python, args.baseline_source, args.runs, poll)
