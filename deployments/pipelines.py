@@ -150,34 +150,30 @@ def load_pipeline(
 
 
 def load_vae(path: Path, replaced: AutoencoderKL, dtype: torch.dtype) -> AutoencoderKL:
-    """The VAE at ``path`` (a diffusers folder, or a single file in LDM or diffusers keys) to take
-    the place of ``replaced``, whose config it is read with (no network access)."""
-    try:
-        if path.is_dir():
-            return AutoencoderKL.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
-        with tempfile.TemporaryDirectory() as config:
-            replaced.save_config(config)
-            return AutoencoderKL.from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:
-        raise BadRequestError(
-            f"vae: {path.name} could not be loaded ({type(error).__name__}: {error})"[:500]
-        ) from error
+    """The VAE at ``path`` to take the place of ``replaced``, whose config a single file is read with."""
+    return _load_model(AutoencoderKL, path, replaced, dtype, "vae")
 
 
 def load_controlnet(path: Path, unet: Any, dtype: torch.dtype) -> ControlNetModel:
-    """The ControlNet at ``path`` for ``unet``: a diffusers folder, or a single file (diffusers or
-    original keys) read with the config a ControlNet for that UNet has (no network access)."""
+    """The ControlNet at ``path`` for ``unet``; a single file is read with the config a ControlNet
+    for that UNet has."""
+    with torch.device("meta"):  # the architecture only: no memory for weights
+        template = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+    return _load_model(ControlNetModel, path, template, dtype, "controlnet")
+
+
+def _load_model(model_class: Any, path: Path, template: Any, dtype: torch.dtype, field: str) -> Any:
+    """One diffusers model (a VAE, a ControlNet): a diffusers folder, or a single file in original
+    or diffusers keys read with ``template``'s config (no network access)."""
     try:
         if path.is_dir():
-            return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
-        with torch.device("meta"):  # the architecture only: no memory for weights
-            template = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
+            return model_class.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
         with tempfile.TemporaryDirectory() as config:
             template.save_config(config)
-            return ControlNetModel.from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True)
+            return model_class.from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as error:
         raise BadRequestError(
-            f"controlnet: {path.name} could not be loaded ({type(error).__name__}: {error})"[:500]
+            f"{field}: {path.name} could not be loaded ({type(error).__name__}: {error})"[:500]
         ) from error
 
 
