@@ -181,6 +181,8 @@ class Planner:
             ]
             return step.prepare(images)
 
+        if not step.sources:  # text to image: nothing to decode, no thread hop on the way
+            return []
         return await asyncio.to_thread(prepare)
 
     def _show(self, job: _Job, step: int, images: list[Image.Image]) -> list[str]:
