@@ -63,21 +63,23 @@ class BaseRole:
 
     def __init__(self, data_dir: str) -> None:
         self._paths = DataPaths(Path(data_dir))
-        self.device, self.dtype = device_and_dtype(None)
+        self.device, _ = device_and_dtype(None)
 
     def load(self, model_id: str) -> Loaded:
         """``model_id`` names the checkpoint in the checkpoint folder, the VAE in the vae folder
-        that replaces its own and the ControlNet in the controlnet folder, if any (``ModelKey``)."""
+        that replaces its own, the ControlNet in the controlnet folder, if any, and the precision
+        the weights are loaded in (``ModelKey``)."""
         key = ModelKey.decode(model_id)
+        _, dtype = device_and_dtype(key.precision)
         path = self._find("checkpoint", key.checkpoint, "model")
-        logger.info("loading checkpoint %s on %s", model_id, self.device)
-        pipeline = load_pipeline(path, self._paths.configs, self.dtype, self.accepts, self.purpose)
+        logger.info("loading checkpoint %s on %s in %s", model_id, self.device, dtype)
+        pipeline = load_pipeline(path, self._paths.configs, dtype, self.accepts, self.purpose)
         if key.vae is not None:
-            pipeline.vae = load_vae(self._find("vae", key.vae, "vae"), pipeline.vae, self.dtype)
+            pipeline.vae = load_vae(self._find("vae", key.vae, "vae"), pipeline.vae, dtype)
         controlnet = None
         if key.controlnet is not None:
             found = self._find("controlnet", key.controlnet, "controlnet")
-            controlnet = place(load_controlnet(found, pipeline.unet, self.dtype), self.device)
+            controlnet = place(load_controlnet(found, pipeline.unet, dtype), self.device)
         return Loaded(place(pipeline, self.device), controlnet)
 
     def _find(self, kind: str, name: str, field: str) -> Path:
@@ -120,10 +122,15 @@ class BaseRole:
             )
         if reporter.stopped:
             raise Stopped
+        outputs = list(result.images)
         if isinstance(step, Inpaint):
             image, repaint = inputs[:2]
-            return [paste_back(image, output, repaint) for output in result.images]
-        return list(result.images)
+            outputs = [paste_back(image, output, repaint) for output in outputs]
+        # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
+        return [
+            output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)
+            for output in outputs
+        ]
 
     def check_health(self) -> None:
         if self.device.type == "cuda":
@@ -168,7 +175,8 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
         image, repaint = inputs
         runner = AutoPipelineForInpainting.from_pipe(pipeline, **components)
         strength = step.strength if step.strength is not None else 1.0
-        size = {"width": step.width, "height": step.height}
+        width, height = step.diffusion_size
+        size = {"width": width, "height": height}
         if control:
             control["control_image"] = control_input
         return runner, {**batch, **size, **control, "image": image, "mask_image": repaint, "strength": strength}
@@ -180,7 +188,8 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
     runner = AutoPipelineForText2Image.from_pipe(pipeline, **components)
     if control:
         control["image"] = control_input  # text-to-image ControlNet pipelines call it `image`
-    return runner, {**batch, **control, "width": step.width, "height": step.height}
+    width, height = step.diffusion_size
+    return runner, {**batch, **control, "width": width, "height": height}
 
 
 def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:

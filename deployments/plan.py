@@ -8,14 +8,14 @@ the last step's outputs are the invocation's images.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 from PIL import Image
 
 from deployments.canvas import fit_image, flatten, leaves_uncovered, repaint_mask
 from deployments.control import control_image
-from deployments.request import Adapter, GenerationRequest, InputImage
+from deployments.request import Adapter, Checkpoint, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
 
 # Of an image-to-image schedule, the part that runs when the request does not say.
@@ -34,9 +34,11 @@ class ModelKey:
     checkpoint: str
     vae: str | None = None
     controlnet: str | None = None
+    # "full" | "half" | None (the device's best): the dtype the weights are loaded in.
+    precision: str | None = None
 
     # "//" is never in a file name find_model accepts (normalised relative POSIX paths).
-    PARTS: ClassVar[tuple[str, ...]] = ("vae", "controlnet")
+    PARTS: ClassVar[tuple[str, ...]] = ("vae", "controlnet", "precision")
 
     def encode(self) -> str:
         parts = [f"//{name}={getattr(self, name)}" for name in self.PARTS if getattr(self, name) is not None]
@@ -101,6 +103,12 @@ class _Denoise:
     conditioning_scale: float = 1.0
     process_control_image: bool = True
     invert_control_image: bool = False
+    # scale_to_model_size: a canvas whose smaller side is under this size is diffused scaled up
+    # to it, and the outputs scaled back down to the canvas.
+    model_size: int | None = None
+    precision: str | None = None
+    # The safety checker looks at this step's outputs (the plan's last step, with the safe setting).
+    safe: bool = False
 
     kind: ClassVar[str]
     role: str = "base"
@@ -108,7 +116,7 @@ class _Denoise:
     @property
     def model_id(self) -> str:
         """Which loaded model serves this step (the multiplexing key replicas cache by)."""
-        return ModelKey(self.checkpoint, self.vae, self.controlnet_model).encode()
+        return ModelKey(self.checkpoint, self.vae, self.controlnet_model, self.precision).encode()
 
     @property
     def expected_steps(self) -> int:
@@ -125,13 +133,27 @@ class _Denoise:
         return self.width, self.height
 
     @property
+    def diffusion_size(self) -> tuple[int, int]:
+        """The size the pipeline runs at: the canvas, or the canvas scaled up to the model's size."""
+        smaller = min(self.width, self.height)
+        if self.model_size is None or smaller >= self.model_size:
+            return self.size
+        scale = self.model_size / smaller
+        return _multiple_of_8(self.width * scale), _multiple_of_8(self.height * scale)
+
+    def _scaled(self, image: Image.Image, resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+        """An image on the canvas, at the size the pipeline runs at."""
+        size = self.diffusion_size
+        return image if image.size == size else image.resize(size, resample)
+
+    @property
     def sources(self) -> tuple[ImageSource, ...]:
         """The images the step reads, in the order ``prepare`` takes them (the control image last)."""
         return tuple(source for source in (self.source, self.control) if source is not None)
 
     def _control(self, image: Image.Image) -> Image.Image:
         """The control image on the canvas; the role gets it after the step's other inputs."""
-        fitted = flatten(fit_image(image, self.size, self.fit, self.anchor))
+        fitted = self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor)))
         return control_image(str(self.controlnet), fitted, self.process_control_image, self.invert_control_image)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +178,7 @@ class Diffuse(_Denoise):
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
         control = [self._control(images.pop())] if self.control is not None else []
-        return [flatten(fit_image(image, self.size, self.fit, self.anchor)) for image in images] + control
+        return [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in images] + control
 
 
 @dataclass(frozen=True)
@@ -181,7 +203,8 @@ class Inpaint(_Denoise):
         control = [self._control(images.pop())] if self.control is not None else []
         fitted = fit_image(images[0], self.size, self.fit, self.anchor)
         mask = fit_image(images[1], self.size, self.fit, self.anchor) if len(images) > 1 else None
-        return [flatten(fitted), repaint_mask(fitted, mask, self.invert_mask), *control]
+        repaint = self._scaled(repaint_mask(fitted, mask, self.invert_mask), Image.Resampling.NEAREST)
+        return [self._scaled(flatten(fitted)), repaint, *control]
 
 
 @dataclass(frozen=True)
@@ -261,6 +284,8 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         "seeds": tuple(seed + index for index in range(request.samples)),
         "intermediate_steps": request.intermediate_steps,
         "vae": request.vae,
+        "precision": request.precision,
+        "model_size": request.checkpoint.size if request.scale_to_model_size else None,
         "adapters": request.adapters,
         "inversions": request.inversions,
         **_controlnet_fields(request),
@@ -276,7 +301,7 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
             **{
                 **fields,
                 # The configured inpainter runs in its own deployment; else the base model inpaints.
-                **({"checkpoint": inpainter.name, "role": "inpainter"} if inpainter is not None else {}),
+                **(_on_inpainter(request, inpainter) if inpainter is not None else {}),
             },
             source=image,
             mask=request.mask,
@@ -291,7 +316,18 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     steps: list[Step] = [step]
     if request.refiner is not None and request.refiner_strength > 0:
         steps.append(_refine(request, step, after=0))
+    if request.safe:
+        steps[-1] = replace(steps[-1], safe=True)
     return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
+
+
+def _on_inpainter(request: GenerationRequest, inpainter: Checkpoint) -> dict[str, Any]:
+    """What changes when the configured inpainter, not the base, runs an inpaint step."""
+    return {
+        "checkpoint": inpainter.name,
+        "role": "inpainter",
+        "model_size": inpainter.size if request.scale_to_model_size else None,
+    }
 
 
 def _controlnet_fields(request: GenerationRequest) -> dict[str, Any]:
@@ -323,6 +359,7 @@ def _refine(request: GenerationRequest, made: Step, after: int) -> Refine:
         seeds=made.seeds,
         strength=request.refiner_strength,
         intermediate_steps=made.intermediate_steps,
+        precision=made.precision,
         after=after,
         aesthetic_score=request.refiner_aesthetic_score,
         negative_aesthetic_score=request.refiner_negative_aesthetic_score,
@@ -333,3 +370,7 @@ def _refine(request: GenerationRequest, made: Step, after: int) -> Refine:
             "leaves no step to run; raise either, or pass refiner_strength 0 for no refining"
         )
     return refine
+
+
+def _multiple_of_8(value: float) -> int:
+    return max(8, round(value / 8) * 8)

@@ -86,6 +86,7 @@ class GenerationRequest:
     # How ``image`` and ``mask`` go on the canvas (deployments/canvas.py).
     fit: str | None = None
     anchor: str | None = None
+    scale_to_model_size: bool = False
     # A VAE file (relative to the vae folder) in place of the checkpoint's own.
     vae: str | None = None
     # Applied for this request only: LoRA and LyCORIS with weights, textual inversions.
@@ -98,6 +99,9 @@ class GenerationRequest:
     refiner_guidance_scale: float = 5.0
     refiner_aesthetic_score: float = 6.0
     refiner_negative_aesthetic_score: float = 2.5
+    # The precision setting (None: the device's best) and the safe setting (check outputs).
+    precision: str | None = None
+    safe: bool = False
     # Decode and show the image every this many steps while it runs (None: never; costs a VAE pass).
     intermediate_steps: int | None = None
     # The preconfigured model's parts whose features come later (refiner, LoRA, ...): recorded.

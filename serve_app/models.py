@@ -84,6 +84,7 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         inpainter=_part("inpainter", request, spec, paths),
         fit=request.fit,
         anchor=request.anchor,
+        scale_to_model_size=request.scale_to_model_size,
         vae=_vae(request, spec, paths),
         adapters=_adapters(request, spec, paths),
         inversions=_inversions(request, spec, paths),
@@ -91,6 +92,8 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         refiner=_part("refiner", request, spec, paths),
         **{name: getattr(request, name) for name in REFINER_VALUES if getattr(request, name) is not None},
         intermediate_steps=context.get("intermediate_steps"),
+        precision=context.get("precision"),
+        safe=bool(context.get("safe")),
         model=model,
     )
 

@@ -50,7 +50,7 @@ NOT_SUPPORTED_YET = frozenset(
     {
         "chunking_size", "chunking_blur", "size", "multi_scheduler",
         "remove_background", "fill_background",
-        "scale_to_model_size", "outscale", "upscale",
+        "outscale", "upscale",
         "upscale_iterative", "upscale_diffusion", "upscale_diffusion_steps",
         "upscale_diffusion_guidance_scale", "upscale_diffusion_strength", "upscale_diffusion_prompt",
         "upscale_diffusion_negative_prompt", "upscale_diffusion_controlnet",
@@ -137,6 +137,9 @@ class InvokeRequest(BaseModel):
     invert_mask: StrictBool = False
     fit: Fit | None = None
     anchor: Anchor | None = None
+    # A canvas smaller than the model's size is diffused scaled up (its smaller side at the
+    # model's size), then scaled back down: slower, often better.
+    scale_to_model_size: StrictBool = False
     inpainter: StrictStr | None = None
     inpainter_size: Dimension | None = None
     # A file in the vae folder, or ema|mse|xl|xl16 (Enfugue's names for the files it downloaded).

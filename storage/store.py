@@ -286,6 +286,8 @@ class StoreService:
             "model": self.preconfigured.find(model) if model is not None else None,
             "limits": {key: settings[key] for key in ("max_prompt_length", "max_pixels_per_step", "max_pixel_steps")},
             "intermediate_steps": settings["intermediate_steps"],
+            "precision": settings["precision"],
+            "safe": settings["safe"],
             "controlnets": {key: settings[key] for key in CONTROLNET_SETTINGS},
         }
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from deployments.base import BaseRole
 from deployments.plan import Diffuse, make_plan
@@ -128,3 +129,24 @@ def test_intermediate_images_are_decoded_every_n_steps(paths: DataPaths) -> None
     assert [event.step for event in shown] == [2, 4]  # not the last: that is the output
     assert all(len(event.images) == 2 and event.images[0].size == (64, 64) for event in shown)
     assert len(pixels(events)) == 2
+
+
+def test_scale_to_model_size_diffuses_at_the_models_size_and_returns_the_canvas(paths: DataPaths) -> None:
+    write_diffusers_folder(tiny_sd15_pipeline(), paths.models("checkpoint") / "tiny")
+    role = BaseRole(str(paths.root))
+    loaded = role.load("tiny")
+    request = {"num_inference_steps": 3, "seed": 5, "scheduler": "ddim"}
+    (scaled,) = make_plan(
+        GenerationRequest(Checkpoint("tiny", 64), width=32, height=48, scale_to_model_size=True, **request), 0
+    ).steps  # type: ignore[arg-type]
+    assert scaled.diffusion_size == (64, 96)
+    (large,) = make_plan(GenerationRequest(Checkpoint("tiny", 64), width=64, height=96, **request), 0).steps  # type: ignore[arg-type]
+    (plain,) = make_plan(GenerationRequest(Checkpoint("tiny", 64), width=32, height=48, **request), 0).steps  # type: ignore[arg-type]
+
+    (got,) = run(role, loaded, scaled)[-1].images
+    (at_model_size,) = run(role, loaded, large)[-1].images
+    (unscaled,) = pixels(run(role, loaded, plain))
+    assert got.size == (32, 48)
+    expected = np.asarray(at_model_size.resize((32, 48), Image.Resampling.LANCZOS), dtype=float)
+    assert np.abs(np.asarray(got, dtype=float) - expected).max() <= 1
+    assert np.abs(np.asarray(got, dtype=float) - unscaled).mean() > 5

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deployments.plan import Diffuse, Inpaint, Refine, StepOutputs, make_plan
+from deployments.plan import Diffuse, Inpaint, ModelKey, Refine, StepOutputs, make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
 from tests.images import png_bytes
@@ -109,3 +109,29 @@ def test_refiner_strength_zero_is_no_refining_and_too_little_is_an_error() -> No
     assert len(make_plan(GenerationRequest(DEMO, refiner=refiner, refiner_strength=0.0), 0).steps) == 1
     with pytest.raises(BadRequestError, match="refiner_strength: 0.01 x num_inference_steps 40 leaves no step"):
         make_plan(GenerationRequest(DEMO, refiner=refiner, refiner_strength=0.01), 0)
+
+
+def test_scale_to_model_size_scales_the_smaller_side_up_to_the_models_size() -> None:
+    def step(width: int, height: int, scale: bool = True) -> Diffuse:
+        request = GenerationRequest(Checkpoint("c", 512), width=width, height=height, scale_to_model_size=scale)
+        return make_plan(request, 0).steps[0]  # type: ignore[return-value]
+
+    assert step(256, 128).diffusion_size == (1024, 512)
+    assert step(200, 300).diffusion_size == (512, 768)
+    assert step(512, 768).diffusion_size == (512, 768)  # already at the model's size
+    assert step(256, 128, scale=False).diffusion_size == (256, 128)
+    assert step(256, 128).to_dict()["model_size"] == 512
+
+
+def test_precision_is_part_of_the_model_id_and_the_refiner_shares_it() -> None:
+    request = GenerationRequest(Checkpoint("c", 64), precision="full", refiner=Checkpoint("r", 64))
+    base, refine = make_plan(request, 0).steps
+    assert ModelKey.decode(base.model_id) == ModelKey("c", precision="full")
+    assert ModelKey.decode(refine.model_id) == ModelKey("r", precision="full")
+    assert make_plan(GenerationRequest(Checkpoint("c", 64)), 0).steps[0].model_id == "c"
+
+
+def test_only_the_last_step_is_checked_by_the_safety_checker() -> None:
+    request = GenerationRequest(Checkpoint("c", 64), safe=True, refiner=Checkpoint("r", 64))
+    assert [step.safe for step in make_plan(request, 0).steps] == [False, True]
+    assert not make_plan(GenerationRequest(Checkpoint("c", 64)), 0).steps[0].safe
