@@ -41,6 +41,7 @@ from deployments.pipelines import (
 )
 from deployments.plan import Diffuse, Inpaint, ModelKey, Refine
 from deployments.role import Reporter, Stopped, role_deployment
+from deployments.safety import SafetyChecker, SafetyCheckerError, flagged, load_safety_checker
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths, UnsafePathError, find_model
 
@@ -64,6 +65,7 @@ class BaseRole:
     def __init__(self, data_dir: str) -> None:
         self._paths = DataPaths(Path(data_dir))
         self.device, _ = device_and_dtype(None)
+        self._checker: SafetyChecker | None = None
 
     def load(self, model_id: str) -> Loaded:
         """``model_id`` names the checkpoint in the checkpoint folder, the VAE in the vae folder
@@ -97,7 +99,7 @@ class BaseRole:
         step: Diffuse | Inpaint | Refine,
         inputs: list[Image.Image],
         reporter: Reporter,
-    ) -> list[Image.Image]:
+    ) -> list[Image.Image | None]:
         pipeline = loaded.pipeline
         runner, arguments = _runner(loaded, step, inputs)
         runner.set_progress_bar_config(disable=True)
@@ -127,10 +129,23 @@ class BaseRole:
             image, repaint = inputs[:2]
             outputs = [paste_back(image, output, repaint) for output in outputs]
         # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
-        return [
+        outputs = [
             output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)
             for output in outputs
         ]
+        return self._withheld(outputs) if step.safe else list(outputs)
+
+    def _withheld(self, images: list[Image.Image]) -> list[Image.Image | None]:
+        """The images, None in place of those the safety checker flags (when its files are present)."""
+        if self._checker is None:
+            if not self._paths.safety.is_dir():
+                return list(images)
+            try:
+                self._checker = load_safety_checker(self._paths.safety, self.device)
+            except (FileNotFoundError, SafetyCheckerError) as error:
+                raise BadRequestError(f"safe: {error}; fix or remove the safety folder, or turn safe off") from error
+        verdicts = flagged(self._checker, images, self.device, self._checker.model.dtype)
+        return [None if verdict else image for image, verdict in zip(images, verdicts, strict=True)]
 
     def check_health(self) -> None:
         if self.device.type == "cuda":

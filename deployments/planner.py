@@ -27,7 +27,7 @@ from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
 from serve_app.errors import APIError
 from serve_app.remote import Remote
 from storage.files import DataPaths
-from storage.images import image_name, intermediate_name, write_png
+from storage.images import FLAGGED, image_name, intermediate_name, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class Planner:
             logger.info("invocation %s completed: %s images, %s steps", uuid, len(names), done)
             return "completed"
         for name in names:  # cancelled or deleted while the files were written
-            (self._images / name).unlink(missing_ok=True)
+            if name != FLAGGED:
+                (self._images / name).unlink(missing_ok=True)
         return "cancelled"
 
     async def _run_step(
@@ -198,11 +199,16 @@ class Planner:
         for name in intermediates:
             (self._intermediates / name).unlink(missing_ok=True)
 
-    def _save(self, uuid: str, plan: Plan, images: list[Image.Image]) -> list[str]:
+    def _save(self, uuid: str, plan: Plan, images: list[Image.Image | None]) -> list[str]:
+        """Write the outputs; one the safety checker withheld (None) is listed, not written."""
         text = {"enfugue-serve": self._version, "plan": plan.to_dict()}
-        names = [image_name(uuid, index) for index in range(len(images))]
-        for name, image in zip(names, images, strict=True):
-            write_png(self._images, name, image, text)
+        names = []
+        for index, image in enumerate(images):
+            if image is None:
+                names.append(FLAGGED)
+                continue
+            names.append(image_name(uuid, index))
+            write_png(self._images, names[-1], image, text)
         return names
 
 

@@ -57,7 +57,9 @@ class Intermediate:
 
 @dataclass(frozen=True)
 class Outputs:
-    images: list[Image.Image]
+    """The step's images; None in place of one the safety checker withheld."""
+
+    images: list[Image.Image | None]
 
 
 Event = Started | Progress | Intermediate | Outputs | APIError

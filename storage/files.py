@@ -11,8 +11,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_KINDS = ("checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler")
-MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# "background": segmentation models that remove backgrounds (ONNX files, deployments/background.py).
+MODEL_KINDS = ("checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler", "background")
+MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx")
 # A checkpoint saved as a single file may carry its diffusers configuration beside it in
 # "<stem>.config/" (needed for non-standard shapes); such a folder is not a model itself.
 SIDECAR_SUFFIX = ".config"
@@ -37,6 +38,11 @@ class DataPaths:
     @property
     def intermediates(self) -> Path:
         return self.root / "intermediates"
+
+    @property
+    def safety(self) -> Path:
+        """The safety checker: a diffusers pipeline's ``safety_checker/`` and ``feature_extractor/``."""
+        return self.root / "safety"
 
     @property
     def configs(self) -> Path:

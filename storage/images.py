@@ -15,6 +15,10 @@ IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png$")
 INTERMEDIATE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<step>\d{1,6})_(?P<index>\d{1,4})\.png$")
 
 
+# In an invocation's images, an output the safety checker withheld (as Enfugue lists it).
+FLAGGED = "nsfw"
+
+
 def image_name(uuid: str, index: int) -> str:
     return f"{uuid}_{index}.png"
 

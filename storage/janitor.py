@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.files import DataPaths
-from storage.images import IMAGE_NAME
+from storage.images import FLAGGED, IMAGE_NAME
 from storage.metadata import Metadata
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def sweep(paths: DataPaths, db: Metadata, intermediate_age_s: float, now: float 
             path.unlink(missing_ok=True)
             swept.orphans += 1
     for uuid, names in db.completed_images():
-        present = [name for name in names if (paths.images / name).is_file()]
+        present = [name for name in names if name == FLAGGED or (paths.images / name).is_file()]
         if present != names:
             db.update_invocation(uuid, images=present, outputs=len(present))
             swept.records += 1

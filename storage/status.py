@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storage.images import FLAGGED
+
 
 @dataclass
 class LiveProgress:
@@ -49,10 +51,16 @@ def status_object(record: dict[str, Any], live: LiveProgress | None, now: dateti
 def _images(record: dict[str, Any], live: LiveProgress | None) -> list[str] | None:
     """The outputs once completed; while processing, the latest intermediates (as Enfugue)."""
     if record["images"]:
-        return [f"images/{name}" for name in record["images"]]
+        return _paths(record["images"])
     if live is not None and live.intermediates:
         return [f"intermediates/{name}" for name in live.intermediates]
     return None
+
+
+def _paths(names: list[str]) -> list[str]:
+    """Output paths under /api/invocation/; a withheld output is listed as "nsfw", as Enfugue does
+    (its client fetches /api/invocation/nsfw, a placeholder)."""
+    return [name if name == FLAGGED else f"images/{name}" for name in names]
 
 
 def history_object(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +76,7 @@ def history_object(record: dict[str, Any]) -> dict[str, Any]:
             "started": record["created"].isoformat(),
             "duration": _seconds(record["created"], end) if end else None,
             "outputs": record["outputs"],
-            "images": [f"images/{name}" for name in record["images"]] if record["images"] else [],
+            "images": _paths(record["images"]) if record["images"] else [],
             "error": record["error"],
         },
     }

@@ -98,6 +98,21 @@ async def stop(request: Request, services: ServicesDep, token: TokenDep) -> JSON
     return success(request, {"cancelled": await services.store.stop(token)})
 
 
+# What Enfugue's UI shows for an output the safety checker withheld (listed as "nsfw").
+_WITHHELD = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="512" height="512" viewBox="0 0 512 512">'
+    '<rect width="512" height="512" fill="#222222"/>'
+    '<text x="256" y="256" transform="rotate(-45 256 256)" text-anchor="middle" dominant-baseline="middle" '
+    'font-family="sans-serif" font-size="96" font-weight="bold" fill="#555555">NSFW</text></svg>'
+)
+
+
+@router.get("/api/invocation/nsfw")
+async def withheld(token: TokenDep) -> Response:
+    """The placeholder for an output the safety checker withheld (the ``safe`` setting)."""
+    return Response(_WITHHELD, media_type="image/svg+xml", headers={"Cache-Control": _IMMUTABLE})
+
+
 @router.get("/api/invocation/{uuid}")
 async def invocation_status(uuid: str, request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
     return success(request, await services.store.status(token, checked_uuid(uuid)))

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from storage.files import DataPaths
+from storage.images import FLAGGED
 from storage.invocations import Invocations
 from storage.janitor import GRACE_S, sweep
 from storage.metadata import Metadata
@@ -26,7 +27,8 @@ def test_a_sweep_removes_what_nobody_will_ask_for(tmp_path: Path) -> None:
     kept = invocations.admit(1, {}, limit=9)["uuid"]
     gone = invocations.admit(1, {}, limit=9)["uuid"]
     kept_image = aged(paths.images / f"{kept}_0.png", GRACE_S * 2)
-    invocations.complete(kept, [kept_image.name], 1)
+    # A withheld output has no file, and stays listed.
+    invocations.complete(kept, [kept_image.name, FLAGGED], 1)
     invocations.complete(gone, [f"{gone}_0.png"], 1)  # its file was removed by hand
     orphan = aged(paths.images / f"{'a' * 32}_0.png", GRACE_S * 2)
     fresh_orphan = aged(paths.images / f"{'b' * 32}_0.png", 5)  # may be a job writing it now
@@ -40,5 +42,5 @@ def test_a_sweep_removes_what_nobody_will_ask_for(tmp_path: Path) -> None:
     assert kept_image.exists() and fresh_orphan.exists() and new_step.exists()
     assert not orphan.exists() and not partial.exists() and not old_step.exists()
     assert db.invocation(gone)["images"] == [] and db.invocation(gone)["outputs"] == 0
-    assert db.invocation(kept)["images"] == [kept_image.name]
+    assert db.invocation(kept)["images"] == [kept_image.name, FLAGGED]
     db.close()
