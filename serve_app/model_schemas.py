@@ -7,18 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from serve_app.schemas import (
-    Dimension,
-    Files,
-    GuidanceScale,
-    Prompt,
-    Samples,
-    Scheduler,
-    Score,
-    Steps,
-    Strength,
-    WeightedFiles,
-)
+from serve_app.field_types import Dimension, GuidanceScale, Prompt, Samples, Scheduler, Score, Steps, Strength
+from serve_app.schemas import Files, WeightedFiles
 
 # No path separators or dots: the name appears in URLs (/api/models/{name}) and never as a file.
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^/\\.]+$")]

@@ -19,12 +19,22 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from serve_app.datauri import ImageInputError, data_uri_payload, open_image
+from serve_app.field_types import (
+    MAX_PROMPT_LENGTH,
+    MAX_SAMPLES,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_SIZE,
+    Dimension,
+    GuidanceScale,
+    Prompt,
+    Samples,
+    Scheduler,
+    Score,
+    Steps,
+    Strength,
+)
 
-Scheduler = Literal[
-    "ddim", "ddpm", "deis", "dpmsm", "dpmss", "heun", "dpmd",
-    "adpmd", "dpmsde", "unipc", "lmsd", "pndm", "eds", "eads",
-]  # fmt: skip
-SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 ControlNetKind = Literal[
     "canny", "mlsd", "hed", "scribble", "tile", "inpaint", "depth", "normal", "pose", "pidi", "line", "anime",
 ]  # fmt: skip
@@ -41,7 +51,6 @@ Anchor = Literal[
     "bottom-left", "bottom-center", "bottom-right",
 ]  # fmt: skip
 
-MIN_SIZE, MAX_SIZE = 64, 4096
 MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
 MAX_SEED = 2**32 - 1
 
@@ -64,22 +73,6 @@ ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride"
 # Validation context key: {field: (payload, size)} of the image fields already decoded.
 DECODED_IMAGES = "decoded_images"
 IMAGE_FIELDS = ("image", "mask", "control_image")
-
-# Steps stop below 1000: the schedulers' "leading" spacing with an offset of one reaches
-# timestep 1000 at 1000 steps, past the end of the 1000-step training schedule.
-MAX_STEPS = 999
-MAX_SAMPLES = 16
-# No prompt is stored longer than this, whatever the max_prompt_length setting says.
-MAX_PROMPT_LENGTH = 10_000
-
-Dimension = Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
-Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
-GuidanceScale = Annotated[float, Field(ge=0, le=100)]
-Strength = Annotated[float, Field(ge=0, le=1)]
-Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
-Prompt = Annotated[StrictStr, Field(max_length=MAX_PROMPT_LENGTH)]
-Score = Annotated[float, Field(ge=0, le=10)]
-
 
 Weight = Annotated[float, Field(ge=-10, le=10)]
 

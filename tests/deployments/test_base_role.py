@@ -12,7 +12,7 @@ from deployments.base import BaseRole
 from deployments.plan import Diffuse, make_plan
 from deployments.request import Checkpoint, GenerationRequest
 from serve_app.errors import BadRequestError
-from serve_app.schemas import SCHEDULERS
+from serve_app.field_types import SCHEDULERS
 from storage.files import DataPaths
 from tests.deployments.role_contract import RoleContract, pixels, run
 from tests.tiny_models import (

@@ -11,7 +11,7 @@ import torch
 
 from deployments.model_configs import ensure_config_folder
 from deployments.pipelines import make_scheduler
-from serve_app.schemas import MAX_STEPS, SCHEDULERS
+from serve_app.field_types import MAX_STEPS, SCHEDULERS
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from serve_app.envelope import validation_detail
-from serve_app.schemas import SCHEDULERS, InvokeRequest, SettingsUpdate
+from serve_app.field_types import SCHEDULERS
+from serve_app.schemas import InvokeRequest, SettingsUpdate
 from tests.images import data_uri, gradient
 
 
