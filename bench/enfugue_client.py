@@ -30,6 +30,7 @@ def write_files(paths: DataPaths) -> None:
     write_tiny_lora(paths.models("lycoris") / "locon.safetensors", seed=2)
     write_tiny_vae(paths.models("vae") / "sd-vae-ft-mse.safetensors")
 
+
 # Runs inside the client's environment: the calls a user of that client makes.
 CLIENT_SESSION = r"""
 import json, sys

@@ -15,7 +15,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from deployments.plan import Step
+from deployments.steps import Step
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
 

@@ -39,9 +39,9 @@ from deployments.pipelines import (
     make_scheduler,
     place,
 )
-from deployments.plan import Diffuse, Inpaint, ModelKey, Refine
 from deployments.role import Reporter, Stopped, role_deployment
 from deployments.safety import SafetyChecker, SafetyCheckerError, flagged, load_safety_checker
+from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths, UnsafePathError, find_model
 

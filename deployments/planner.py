@@ -20,10 +20,11 @@ from PIL import Image
 from ray import serve
 from ray.exceptions import RayActorError
 
-from deployments.plan import Plan, Step, StepOutputs, make_plan
+from deployments.plan import Plan, make_plan
 from deployments.progress import ProgressWriter
 from deployments.request import GenerationRequest
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
+from deployments.steps import Step, StepOutputs
 from serve_app.errors import APIError
 from serve_app.remote import Remote
 from storage.files import DataPaths

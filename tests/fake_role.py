@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from deployments.plan import Diffuse, Inpaint, ModelKey, Refine
 from deployments.role import Reporter, Stopped
+from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
 from serve_app.errors import BadRequestError
 
 # The name a first start gives its demo checkpoint (deployments.demo, which needs torch).

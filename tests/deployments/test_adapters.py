@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from deployments.base import BaseRole
-from deployments.plan import Diffuse, make_plan
+from deployments.plan import make_plan
 from deployments.request import Adapter, Checkpoint, GenerationRequest
+from deployments.steps import Diffuse
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
 from tests.deployments.role_contract import pixels, run

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from deployments.base import BaseRole
-from deployments.plan import Diffuse, make_plan
+from deployments.plan import make_plan
 from deployments.request import Checkpoint, GenerationRequest
+from deployments.steps import Diffuse
 from serve_app.errors import BadRequestError
 from serve_app.field_types import SCHEDULERS
 from storage.files import DataPaths

@@ -8,8 +8,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from deployments.base import BaseRole
-from deployments.plan import Diffuse, Inpaint, make_plan
+from deployments.plan import make_plan
 from deployments.request import Checkpoint, ControlNet, GenerationRequest, InputImage
+from deployments.steps import Diffuse, Inpaint
 from storage.files import DataPaths
 from tests.deployments.role_contract import pixels, run
 from tests.deployments.test_inpainting import encoded, left_half_mask

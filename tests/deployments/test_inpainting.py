@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from deployments.base import BaseRole, InpainterRole
-from deployments.plan import Inpaint, make_plan
+from deployments.plan import make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage
+from deployments.steps import Inpaint
 from storage.files import DataPaths
 from tests.deployments.role_contract import RoleContract, pixels, run
 from tests.images import gradient, png_bytes

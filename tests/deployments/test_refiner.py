@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from deployments.base import BaseRole, RefinerRole
-from deployments.plan import Refine, make_plan
+from deployments.plan import make_plan
 from deployments.request import Checkpoint, GenerationRequest
+from deployments.steps import Refine
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
 from tests.deployments.role_contract import RoleContract, pixels, run

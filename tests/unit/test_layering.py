@@ -1,6 +1,6 @@
 """The layers import each other one way: serve_app on top, then deployments and storage.
 
-The vocabulary every layer shares (errors, the errors-as-values wrapper, request schemas,
+The vocabulary every layer shares (errors, the errors-as-values wrapper, request schemas and value types,
 data-URI decoding) lives in leaf modules of ``serve_app`` that import nothing else of the
 project; ``storage`` and ``deployments`` may import only those from ``serve_app``.
 """
@@ -14,7 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("serve_app", "deployments", "storage")
-LEAVES = frozenset({"serve_app.errors", "serve_app.remote", "serve_app.schemas", "serve_app.datauri"})
+LEAVES = frozenset(
+    {"serve_app.errors", "serve_app.remote", "serve_app.schemas", "serve_app.field_types", "serve_app.datauri"}
+)
 
 
 def project_imports() -> dict[str, set[str]]:

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from deployments.plan import Diffuse, Inpaint, ModelKey, Refine, StepOutputs, make_plan
+from deployments.plan import make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage
+from deployments.steps import Diffuse, Inpaint, ModelKey, Refine, StepOutputs
 from serve_app.errors import BadRequestError
 from tests.images import png_bytes
 
