@@ -15,13 +15,13 @@ from typing import Any
 
 from safetensors import safe_open
 
-from deployments.steps import Step
+from deployments.steps import Denoise
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
 
 
 @contextlib.contextmanager
-def applied(pipeline: Any, step: Step, paths: DataPaths) -> Iterator[None]:
+def applied(pipeline: Any, step: Denoise, paths: DataPaths) -> Iterator[None]:
     """``pipeline`` with the step's adapters at their weights and its inversions, for the block."""
     names: list[str] = []
     encoders = _text_encoders(pipeline)

@@ -195,11 +195,17 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
         if control:
             control["control_image"] = control_input
         return runner, {**batch, **size, **control, "image": image, "mask_image": repaint, "strength": strength}
-    if inputs:  # one source image; each of the step's seeds makes one output from it
+    if inputs:  # one source image for every seed, or one per seed
         runner = AutoPipelineForImage2Image.from_pipe(pipeline, **components)
         if control:
             control["control_image"] = control_input
-        return runner, {**batch, **control, "image": inputs[0], "strength": step.strength}
+        if step.per_image:  # one prompt row per image
+            count = len(inputs)
+            batch = {
+                "prompt": [step.prompt] * count, "negative_prompt": [negative] * count if negative else None,
+                "num_images_per_prompt": 1,
+            }  # fmt: skip
+        return runner, {**batch, **control, "image": inputs if step.per_image else inputs[0], "strength": step.strength}
     runner = AutoPipelineForText2Image.from_pipe(pipeline, **components)
     if control:
         control["image"] = control_input  # text-to-image ControlNet pipelines call it `image`

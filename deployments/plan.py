@@ -12,12 +12,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from deployments.canvas import leaves_uncovered
+from deployments.image_steps import RemoveBackground, Upscale, each_output
 from deployments.request import Checkpoint, GenerationRequest
-from deployments.steps import Diffuse, Inpaint, Refine, Step
+from deployments.steps import Denoise, Diffuse, ImageSource, Inpaint, Refine, StepOutputs
+from deployments.upscale_plan import upscale_steps
 from serve_app.errors import BadRequestError
 
 # Of an image-to-image schedule, the part that runs when the request does not say.
 DEFAULT_STRENGTH = 0.8
+
+# Every kind of step; a new kind names its role and joins this union.
+Step = Diffuse | Inpaint | Refine | Upscale | RemoveBackground
+DENOISE = (Diffuse, Inpaint, Refine)
 
 
 @dataclass(frozen=True)
@@ -77,20 +83,27 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         "inversions": request.inversions,
         **_controlnet_fields(request),
     }
-    step: Step
+    steps: list[Step] = []
+    source: ImageSource | None = image
+    if request.remove_background and image is not None:  # the input's background
+        steps.append(RemoveBackground(inputs=(image,)))
+        source = StepOutputs(0, 0)
+    made: Denoise
     if image is None:
-        step = Diffuse(**fields)
-    elif request.mask is not None or leaves_uncovered(
-        (image.width, image.height), (width, height), request.fit, request.anchor
+        made = Diffuse(**fields)
+    elif (
+        request.mask is not None
+        or request.fill_background
+        or leaves_uncovered((image.width, image.height), (width, height), request.fit, request.anchor)
     ):
         inpainter = request.inpainter
-        step = Inpaint(
+        made = Inpaint(
             **{
                 **fields,
                 # The configured inpainter runs in its own deployment; else the base model inpaints.
                 **(_on_inpainter(request, inpainter) if inpainter is not None else {}),
             },
-            source=image,
+            source=source,
             mask=request.mask,
             invert_mask=request.invert_mask,
             strength=request.strength,
@@ -99,12 +112,17 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         )
     else:
         strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
-        step = Diffuse(**fields, source=image, strength=strength, fit=request.fit, anchor=request.anchor)
-    steps: list[Step] = [step]
+        made = Diffuse(**fields, source=source, strength=strength, fit=request.fit, anchor=request.anchor)
+    steps.append(made)
     if request.refiner is not None and request.refiner_strength > 0:
-        steps.append(_refine(request, step, after=0))
-    if request.safe:
-        steps[-1] = replace(steps[-1], safe=True)
+        steps.append(_refine(request, made, after=len(steps) - 1))
+    if request.remove_background and image is None:  # the outputs' background
+        steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
+    if request.upscale is not None:
+        steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name)
+    if request.safe:  # the last images a model paints are the ones the checker looks at
+        last = max(index for index, step in enumerate(steps) if isinstance(step, DENOISE))
+        steps[last] = replace(steps[last], safe=True)
     return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
 
 
@@ -131,7 +149,7 @@ def _controlnet_fields(request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-def _refine(request: GenerationRequest, made: Step, after: int) -> Refine:
+def _refine(request: GenerationRequest, made: Denoise, after: int) -> Refine:
     """The refiner's pass over the outputs of ``made`` (refiner_strength 0 is no pass at all)."""
     assert request.refiner is not None
     refine = Refine(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from PIL import Image
 from ray import serve
 from ray.exceptions import RayActorError
 
-from deployments.plan import Plan, make_plan
+from deployments.image_steps import RemoveBackground, Upscale
+from deployments.plan import Plan, Step, make_plan
 from deployments.progress import ProgressWriter
 from deployments.request import GenerationRequest
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
-from deployments.steps import Step, StepOutputs
+from deployments.steps import StepOutputs
 from serve_app.errors import APIError
 from serve_app.remote import Remote
 from storage.files import DataPaths
@@ -116,7 +117,7 @@ class Planner:
             unrecorded.clear()
 
         job = _Job(uuid, ProgressWriter(write))
-        outputs: list[list[Image.Image]] = []
+        outputs: list[list[Image.Image | None]] = []
         done, remaining = 0, plan.expected_steps
         try:
             for step in plan.steps:
@@ -137,10 +138,25 @@ class Planner:
         return "cancelled"
 
     async def _run_step(
-        self, step: Step, inputs: list[Image.Image], done: int, remaining: int, job: _Job
-    ) -> tuple[list[Image.Image], int]:
+        self, step: Step, inputs: list[Image.Image | None], done: int, remaining: int, job: _Job
+    ) -> tuple[list[Image.Image | None], int]:
         """Stream one step through its role; returns its images and how many steps it took. A
         replica that dies under the step gets it once more on another (or its replacement)."""
+        if any(image is None for image in inputs):
+            # Outputs the safety checker withheld: an image step (upscale, background) after
+            # the last denoising one passes them on withheld and runs on the rest.
+            assert isinstance(step, Upscale | RemoveBackground), step
+            kept = [index for index, image in enumerate(inputs) if image is not None]
+            results: list[Image.Image | None] = [None] * len(inputs)
+            if not kept:
+                return results, step.expected_steps
+            images, steps = await self._run_step(
+                replace(step, inputs=tuple(step.inputs[index] for index in kept)),
+                [inputs[index] for index in kept], done, remaining, job,
+            )  # fmt: skip
+            for index, image in zip(kept, images, strict=True):
+                results[index] = image
+            return results, steps
         try:
             return await self._stream_step(step, inputs, done, remaining, job)
         except RayActorError:
@@ -173,7 +189,7 @@ class Planner:
         raise RuntimeError(f"the {step.role} role ended its stream without outputs")
 
     @staticmethod
-    async def _inputs(step: Step, outputs: list[list[Image.Image]]) -> list[Image.Image]:
+    async def _inputs(step: Step, outputs: list[list[Image.Image | None]]) -> list[Image.Image | None]:
         """The step's source images, prepared for its role (fitted on the canvas, masks made)."""
 
         def prepare() -> list[Image.Image]:

@@ -60,6 +60,24 @@ class ControlNet:
 
 
 @dataclass(frozen=True)
+class Upscaling:
+    """Upscaling passes over every output: ``outscale`` at once, or in 2x passes (``iterative``).
+
+    Per pass: the method, and with ``diffusion`` an image-to-image pass over each upscaled
+    image; a tuple shorter than the passes repeats its last value (empty prompts: the request's)."""
+
+    outscale: int
+    iterative: bool = False
+    methods: tuple[str, ...] = ("esrgan",)
+    diffusion: bool = False
+    steps: tuple[int, ...] = (100,)
+    guidance_scale: tuple[float, ...] = (12.0,)
+    strength: tuple[float, ...] = (0.2,)
+    prompts: tuple[str, ...] = ()
+    negative_prompts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One invocation: the checkpoint and every parameter, defaults already applied."""
 
@@ -87,6 +105,11 @@ class GenerationRequest:
     fit: str | None = None
     anchor: str | None = None
     scale_to_model_size: bool = False
+    # Remove the background of ``image`` (``fill_background``: then inpaint it), or without an
+    # image, of the outputs.
+    remove_background: bool = False
+    fill_background: bool = False
+    upscale: Upscaling | None = None
     # A VAE file (relative to the vae folder) in place of the checkpoint's own.
     vae: str | None = None
     # Applied for this request only: LoRA and LyCORIS with weights, textual inversions.

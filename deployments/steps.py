@@ -55,15 +55,25 @@ class StepOutputs:
     index: int = 0
 
 
+@dataclass(frozen=True)
+class EachOutput:
+    """Every output of an earlier step, one per seed of the step that reads them (sample i
+    from output i): a pass over each sample, such as re-diffusing upscaled images."""
+
+    step: int
+
+
 # Where a step's input images come from.
 ImageSource = InputImage | StepOutputs
 
 
-def _source_summary(source: ImageSource | None) -> dict[str, int] | None:
+def source_summary(source: ImageSource | EachOutput | None) -> dict[str, Any] | None:
     if source is None:
         return None
     if isinstance(source, StepOutputs):
         return {"step": source.step, "index": source.index}
+    if isinstance(source, EachOutput):
+        return {"step": source.step, "each": True}
     return source.summary()
 
 
@@ -80,7 +90,7 @@ class _Denoise:
     guidance_scale: float
     scheduler: str | None
     seeds: tuple[int, ...]
-    source: ImageSource | None = None
+    source: ImageSource | EachOutput | None = None
     # Of the schedule, the part that runs (img2img); None: all of it.
     strength: float | None = None
     intermediate_steps: int | None = None
@@ -145,7 +155,15 @@ class _Denoise:
     @property
     def sources(self) -> tuple[ImageSource, ...]:
         """The images the step reads, in the order ``prepare`` takes them (the control image last)."""
+        if isinstance(self.source, EachOutput):
+            each = tuple(StepOutputs(self.source.step, index) for index in range(len(self.seeds)))
+            return each + ((self.control,) if self.control is not None else ())
         return tuple(source for source in (self.source, self.control) if source is not None)
+
+    @property
+    def per_image(self) -> bool:
+        """One source image per seed (else one source, or none, for every seed)."""
+        return isinstance(self.source, EachOutput)
 
     def _control(self, image: Image.Image) -> Image.Image:
         """The control image on the canvas; the role gets it after the step's other inputs."""
@@ -159,8 +177,8 @@ class _Denoise:
         data["adapters"] = [asdict(adapter) for adapter in self.adapters]
         data["inversions"] = list(self.inversions)
         for name in self.__dataclass_fields__:
-            if isinstance(data[name], (InputImage, StepOutputs)):
-                data[name] = _source_summary(data[name])
+            if isinstance(data[name], (InputImage, StepOutputs, EachOutput)):
+                data[name] = source_summary(data[name])
         return data
 
 
@@ -225,8 +243,8 @@ class Refine(_Denoise):
         return images
 
 
-# Every kind of step; a new kind names its role and joins this union.
-Step = Diffuse | Inpaint | Refine
+# The denoising kinds of step (the image kinds are in deployments/image_steps.py).
+Denoise = Diffuse | Inpaint | Refine
 
 
 def _multiple_of_8(value: float) -> int:

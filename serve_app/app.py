@@ -12,6 +12,7 @@ from ray.serve import Application
 from deployments.base import Base, Inpainter, Refiner
 from deployments.downloads import Downloads
 from deployments.planner import Planner
+from deployments.upscaler import Upscaler
 from serve_app import __version__
 from serve_app.config import AppArgs, ReplicaOptions
 from serve_app.ingress import Ingress
@@ -44,6 +45,7 @@ def build_app(args: AppArgs) -> Application:
             ("base", Base, args.base),
             ("inpainter", Inpainter, args.inpainter),
             ("refiner", Refiner, args.refiner),
+            ("upscaler", Upscaler, args.upscaler),
         )  # fmt: skip
     }
     planner = Planner.options(

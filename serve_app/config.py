@@ -50,6 +50,9 @@ class AppArgs(BaseModel):
     # the default app on two cores.
     inpainter: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
     refiner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
+    # Upscaling (Real-ESRGAN, Pillow) and background removal; with it the default app asks for
+    # the two cores of a small machine, no more.
+    upscaler: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     downloads: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     # The largest file a download may bring (None: no limit).
     max_download_bytes: int | None = Field(default=None, ge=1)

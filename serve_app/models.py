@@ -10,6 +10,7 @@ from typing import Any
 from deployments.control import DEFAULT_FILES
 from deployments.request import Adapter, Checkpoint, ControlNet, GenerationRequest, InputImage
 from serve_app.errors import BadRequestError
+from serve_app.image_models import check_background, upscaling
 from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate
 from serve_app.schemas import InvokeRequest, weighted
 from storage.files import DataPaths, UnreadableModelError, UnsafePathError, checkpoint_size, find_model, list_models
@@ -66,6 +67,7 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         raise BadRequestError(f"model: no preconfigured model named {body.model!r:.100}; see GET /api/models")
     else:
         request, checkpoint, model = body, resolve_checkpoint(body.model, paths), None
+    check_background(request, paths)
     return GenerationRequest(
         checkpoint=checkpoint,
         prompt=request.prompt,
@@ -85,6 +87,9 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         fit=request.fit,
         anchor=request.anchor,
         scale_to_model_size=request.scale_to_model_size,
+        remove_background=request.remove_background,
+        fill_background=request.fill_background,
+        upscale=upscaling(request, paths),
         vae=_vae(request, spec, paths),
         adapters=_adapters(request, spec, paths),
         inversions=_inversions(request, spec, paths),

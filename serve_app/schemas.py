@@ -34,6 +34,7 @@ from serve_app.field_types import (
     Steps,
     Strength,
 )
+from serve_app.upscale_schemas import UpscaleFields
 
 ControlNetKind = Literal[
     "canny", "mlsd", "hed", "scribble", "tile", "inpaint", "depth", "normal", "pose", "pidi", "line", "anime",
@@ -57,12 +58,7 @@ MAX_SEED = 2**32 - 1
 # Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
 NOT_SUPPORTED_YET = frozenset(
     {
-        "chunking_size", "chunking_blur", "size", "multi_scheduler",
-        "remove_background", "fill_background",
-        "outscale", "upscale",
-        "upscale_iterative", "upscale_diffusion", "upscale_diffusion_steps",
-        "upscale_diffusion_guidance_scale", "upscale_diffusion_strength", "upscale_diffusion_prompt",
-        "upscale_diffusion_negative_prompt", "upscale_diffusion_controlnet",
+        "chunking_size", "chunking_blur", "size", "multi_scheduler", "upscale_diffusion_controlnet",
         "upscale_diffusion_chunking_size", "upscale_diffusion_chunking_blur",
         "upscale_diffusion_scale_chunking_size", "upscale_diffusion_scale_chunking_blur", "nodes",
     }
@@ -106,8 +102,8 @@ def weighted(files: WeightedFiles | Files | None) -> list[dict[str, Any]]:
     ]
 
 
-class InvokeRequest(BaseModel):
-    """The body of ``POST /api/invoke`` (the seed's pipeline and invocation parameters)."""
+class InvokeRequest(UpscaleFields):
+    """The body of ``POST /api/invoke`` (the seed's pipeline, invocation and upscaling parameters)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -133,6 +129,10 @@ class InvokeRequest(BaseModel):
     # A canvas smaller than the model's size is diffused scaled up (its smaller side at the
     # model's size), then scaled back down: slower, often better.
     scale_to_model_size: StrictBool = False
+    # Remove the background of `image` (with `fill_background`, then paint it anew), or, without
+    # an image, of the outputs (they come back with transparency).
+    remove_background: StrictBool = False
+    fill_background: StrictBool = False
     inpainter: StrictStr | None = None
     inpainter_size: Dimension | None = None
     # A file in the vae folder, or ema|mse|xl|xl16 (Enfugue's names for the files it downloaded).
@@ -202,6 +202,11 @@ class InvokeRequest(BaseModel):
         self._decoded = {name: decoded[name] for name in IMAGE_FIELDS if getattr(self, name) is not None}
         if self.mask is not None and self.image is None:
             raise PydanticCustomError("mask", "mask: needs an `image` to inpaint")
+        if self.fill_background and not (self.remove_background and self.image is not None):
+            raise PydanticCustomError(
+                "fill_background",
+                "fill_background: needs remove_background true and an `image` whose background it fills",
+            )
         self._check_controlnet()
         if "image" not in self._decoded:
             return self

@@ -69,10 +69,14 @@ def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: floa
 
 @contextmanager
 def serve_locally(
-    data_dir: Path, role: Any = None, max_download_bytes: int | None = None, **store_options: Any
+    data_dir: Path,
+    role: Any = None,
+    max_download_bytes: int | None = None,
+    roles: dict[str, Any] | None = None,
+    **store_options: Any,
 ) -> Iterator[Any]:
-    """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role``
-    (the fake role unless given: see tests/fake_role.py)."""
+    """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role`` for every
+    role name (the fake role unless given: see tests/fake_role.py), or to ``roles`` by name."""
     from fastapi.testclient import TestClient
 
     from deployments.downloads import Downloads
@@ -90,7 +94,10 @@ def serve_locally(
     role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
     planner = Planner.func_or_class(
         store_handle,
-        {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter", "refiner")},
+        {
+            name: LocalHandle(LocalRole((roles or {}).get(name, role)))
+            for name in ("base", "inpainter", "refiner", "upscaler")
+        },
         str(data_dir),
         "test",
     )

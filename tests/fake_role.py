@@ -13,8 +13,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from deployments.image_steps import PILLOW_MODEL, RemoveBackground, Upscale
+from deployments.plan import Step
 from deployments.role import Reporter, Stopped
-from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
+from deployments.steps import Inpaint, ModelKey, Refine
 from serve_app.errors import BadRequestError
 
 # The name a first start gives its demo checkpoint (deployments.demo, which needs torch).
@@ -46,20 +48,25 @@ class FakeRole:
         self.step_seconds = step_seconds
         self._checkpoints = checkpoints
         self.loads: list[str] = []
-        self.steps: list[Diffuse | Inpaint | Refine] = []
+        self.steps: list[Step] = []
         self.stopped_at: list[float] = []  # time.monotonic() of each stop
 
     def load(self, model_id: str) -> str:
+        if model_id == PILLOW_MODEL or model_id.startswith(("upscaler/", "background/")):  # the Upscaler's
+            self.loads.append(model_id)
+            return model_id
         checkpoint = ModelKey.decode(model_id).checkpoint
         if self._checkpoints is not None and not (self._checkpoints / checkpoint).exists():
             raise BadRequestError(f"model: no checkpoint named {checkpoint!r}")
         self.loads.append(model_id)
         return model_id
 
-    def run(
-        self, model: Any, step: Diffuse | Inpaint | Refine, inputs: list[Image.Image], reporter: Reporter
-    ) -> list[Image.Image]:
+    def run(self, model: Any, step: Step, inputs: list[Image.Image], reporter: Reporter) -> list[Image.Image]:
         self.steps.append(step)
+        if isinstance(step, Upscale):  # nearest-neighbour: each pixel becomes a block
+            return [image.resize((image.width * step.scale, image.height * step.scale)) for image in inputs]
+        if isinstance(step, RemoveBackground):  # white is the background
+            return [_white_transparent(image) for image in inputs]
         total = step.expected_steps
         size = inputs[0].size if inputs else (step.width, step.height)
         for index in range(total):
@@ -80,3 +87,9 @@ class FakeRole:
 
     def check_health(self) -> None:
         return None
+
+
+def _white_transparent(image: Image.Image) -> Image.Image:
+    cut = image.convert("RGBA")
+    cut.putalpha(image.convert("L").point(lambda value: 0 if value == 255 else 255))
+    return cut

@@ -44,6 +44,14 @@ class RoleContract:
     def inputs(self) -> list[Any]:
         return []
 
+    @pytest.fixture
+    def inputs_for(self, inputs: list[Any]) -> Callable[[Any], list[Any]]:
+        """The input images of a step (the same ``inputs`` for every step, unless overridden)."""
+        return lambda step: inputs
+
+    def expected_outputs(self, step: Any) -> int:
+        return len(step.seeds)
+
     def test_loads_a_model_and_refuses_an_unknown_one(self, role: Any, model_id: str) -> None:
         assert role.load(model_id) is not None
         with pytest.raises(BadRequestError):
@@ -52,39 +60,43 @@ class RoleContract:
             role.load("../outside")
 
     def test_a_model_that_cannot_load_ends_the_stream_with_the_error(
-        self, role: Any, make_step: MakeStep, inputs: list[Any]
+        self, role: Any, make_step: MakeStep, inputs_for: Callable[[Any], list[Any]]
     ) -> None:
         async def failing() -> Any:
             return role.load("no-such-model")
 
+        step = make_step(1, 2)
+
         async def collect() -> list[Any]:
-            return [event async for event in stream(role, failing, make_step(1, 2), inputs)]
+            return [event async for event in stream(role, failing, step, inputs_for(step))]
 
         events = asyncio.run(collect())
         assert isinstance(events[0], Started) and isinstance(events[-1], APIError)
 
-    def test_honours_the_seed(self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]) -> None:
+    def test_honours_the_seed(
+        self, role: Any, model_id: str, make_step: MakeStep, inputs_for: Callable[[Any], list[Any]]
+    ) -> None:
         model = role.load(model_id)
-        first = pixels(run(role, model, make_step(7, 3), inputs))
-        again = pixels(run(role, model, make_step(7, 3), inputs))
-        other = pixels(run(role, model, make_step(8, 3), inputs))
+        first = pixels(run(role, model, make_step(7, 3), inputs_for(make_step(7, 3))))
+        again = pixels(run(role, model, make_step(7, 3), inputs_for(make_step(7, 3))))
+        other = pixels(run(role, model, make_step(8, 3), inputs_for(make_step(8, 3))))
         assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
         assert not np.array_equal(first[0], other[0])
 
     def test_streams_progress_then_its_outputs(
-        self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]
+        self, role: Any, model_id: str, make_step: MakeStep, inputs_for: Callable[[Any], list[Any]]
     ) -> None:
         step = make_step(3, 4)
-        events = run(role, role.load(model_id), step, inputs)
+        events = run(role, role.load(model_id), step, inputs_for(step))
         assert isinstance(events[0], Started)
         progress = [event for event in events if isinstance(event, Progress)]
         assert progress, events
         steps = [event.step for event in progress]
         assert steps == sorted(steps) and steps[-1] == progress[-1].total == step.expected_steps
-        assert len(pixels(events)) == len(step.seeds)
+        assert len(pixels(events)) == self.expected_outputs(step)
 
     def test_stops_when_its_stream_is_closed_and_runs_again(
-        self, role: Any, model_id: str, make_step: MakeStep, inputs: list[Any]
+        self, role: Any, model_id: str, make_step: MakeStep, inputs_for: Callable[[Any], list[Any]]
     ) -> None:
         model = role.load(model_id)
         long = make_step(5, 400)
@@ -94,7 +106,7 @@ class RoleContract:
                 return model
 
             events: list[Any] = []
-            generator = stream(role, loaded, long, inputs)
+            generator = stream(role, loaded, long, inputs_for(long))
             async for event in generator:
                 events.append(event)
                 if isinstance(event, Progress):
@@ -106,4 +118,5 @@ class RoleContract:
         events, closing = asyncio.run(close_after_first_progress())
         assert not any(isinstance(event, Outputs) for event in events)
         assert closing < 2.0, f"the role ran on for {closing:.2f} s after its stream was closed"
-        assert len(pixels(run(role, model, make_step(5, 2), inputs))) == 1
+        short = make_step(5, 2)
+        assert len(pixels(run(role, model, short, inputs_for(short)))) == self.expected_outputs(short)

@@ -50,6 +50,7 @@ def small_app_args(data_dir: Path) -> AppArgs:
         base=ReplicaOptions(num_cpus=1, num_gpus=0),
         inpainter=ReplicaOptions(num_cpus=0.5, num_gpus=0),
         refiner=ReplicaOptions(num_cpus=0.5, num_gpus=0),
+        upscaler=ReplicaOptions(num_cpus=0.5, num_gpus=0),
     )
 
 

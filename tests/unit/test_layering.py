@@ -15,7 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("serve_app", "deployments", "storage")
 LEAVES = frozenset(
-    {"serve_app.errors", "serve_app.remote", "serve_app.schemas", "serve_app.field_types", "serve_app.datauri"}
+    {
+        "serve_app.errors",
+        "serve_app.remote",
+        "serve_app.schemas",
+        "serve_app.field_types",
+        "serve_app.upscale_schemas",
+        "serve_app.datauri",
+    }  # fmt: skip
 )
 
 

@@ -40,7 +40,7 @@ def _detail(body: dict) -> str:
         ({"invert_mask": "yes"}, "invert_mask: Input should be a valid boolean"),
         ({"inpainter_size": 100}, "inpainter_size: must be a multiple of 8"),
         ({"nodes": [{"x": 0}]}, "nodes: not supported yet"),
-        ({"upscale_diffusion": True}, "upscale_diffusion: not supported yet"),
+        ({"upscale_diffusion_controlnet": "tile"}, "upscale_diffusion_controlnet: not supported yet"),
         ({"layers": []}, "layers: not supported (an Enfugue 0.3 parameter)"),
         ({"colour": "blue"}, "colour: unknown parameter"),
     ],

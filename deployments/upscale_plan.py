@@ -1,0 +1,70 @@
+"""Upscaling passes in a plan: an ``Upscale`` step per pass, each followed, with re-diffusion,
+by an image-to-image pass over every upscaled output (Enfugue's "upscale diffusion").
+
+Pure data, like the rest of the plan. ``outscale`` is reached at once, or with ``iterative``
+in 2x passes; every per-pass value is picked by the pass's index, a shorter list repeating its
+last value.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from deployments.image_steps import UPSCALE_FILES, Upscale, each_output
+from deployments.request import Upscaling
+from deployments.steps import Denoise, Diffuse, EachOutput
+
+T = TypeVar("T")
+
+
+def per_pass(values: tuple[T, ...], index: int, default: T) -> T:
+    """The value of pass ``index``: a list shorter than the passes repeats its last value."""
+    if not values:
+        return default
+    return values[min(index, len(values) - 1)]
+
+
+def pass_scales(outscale: int, iterative: bool) -> list[int]:
+    """The scale of each pass: ``outscale`` at once, or 2x until it is reached."""
+    if outscale == 1:
+        return []
+    return [2] * (outscale.bit_length() - 1) if iterative else [outscale]
+
+
+def upscale_steps(upscaling: Upscaling, made: Denoise, first: int, checkpoint: str) -> list[Upscale | Diffuse]:
+    """The steps after step ``first - 1``, whose outputs are the images ``made`` started (one per
+    seed); re-diffusion runs on ``checkpoint`` (the base's, with ``made``'s VAE and adapters)."""
+    steps: list[Upscale | Diffuse] = []
+    count = len(made.seeds)
+    width, height = made.size
+    for index, scale in enumerate(pass_scales(upscaling.outscale, upscaling.iterative)):
+        method = per_pass(upscaling.methods, index, "esrgan")
+        width, height = width * scale, height * scale
+        steps.append(
+            Upscale(
+                inputs=each_output(first + len(steps) - 1, count), method=method, scale=scale,
+                model=UPSCALE_FILES.get(method), width=width, height=height,
+            )
+        )  # fmt: skip
+        if upscaling.diffusion:
+            steps.append(
+                Diffuse(
+                    checkpoint=checkpoint,
+                    prompt=per_pass(upscaling.prompts, index, made.prompt),
+                    negative_prompt=per_pass(upscaling.negative_prompts, index, made.negative_prompt),
+                    width=width,
+                    height=height,
+                    num_inference_steps=per_pass(upscaling.steps, index, 100),
+                    guidance_scale=per_pass(upscaling.guidance_scale, index, 12.0),
+                    scheduler=made.scheduler,
+                    seeds=made.seeds,
+                    source=EachOutput(first + len(steps) - 1),
+                    strength=per_pass(upscaling.strength, index, 0.2),
+                    intermediate_steps=made.intermediate_steps,
+                    vae=made.vae,
+                    precision=made.precision,
+                    adapters=made.adapters,
+                    inversions=made.inversions,
+                )
+            )
+    return steps

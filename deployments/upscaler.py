@@ -1,0 +1,81 @@
+"""The Upscaler role: image models that are not diffusion, on one device.
+
+``Upscale`` steps run Real-ESRGAN files from the upscaler folder (through spandrel, tiled) or
+Pillow's filters; ``RemoveBackground`` steps run a segmentation model from the background
+folder (through onnxruntime). Same shape as every role (deployments/role.py): models load by
+id through multiplexing, a step streams its progress (one per tile), and a closed stream stops
+it before its next tile.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from deployments.background import SegmenterError, load_segmenter, remove_background
+from deployments.image_steps import PILLOW_MODEL, RemoveBackground, Upscale
+from deployments.pipelines import device_and_dtype
+from deployments.role import Reporter, Stopped, role_deployment
+from deployments.upscaling import UpscalerError, load_upscaler, resize, upscale
+from serve_app.errors import BadRequestError
+from storage.files import DataPaths, UnsafePathError, find_model
+
+logger = logging.getLogger(__name__)
+
+# Folders a model id may name (``<folder>/<file>``).
+_FOLDERS = {"upscaler": "upscale", "background": "remove_background"}
+
+
+class UpscalerRole:
+    def __init__(self, data_dir: str) -> None:
+        self._paths = DataPaths(Path(data_dir))
+        self.device, self.dtype = device_and_dtype(None)
+
+    def load(self, model_id: str) -> Any:
+        """``pillow`` (nothing to load), ``upscaler/<file>`` or ``background/<file>``."""
+        if model_id == PILLOW_MODEL:
+            return None
+        folder, _, name = model_id.partition("/")
+        if folder not in _FOLDERS:
+            raise BadRequestError(f"model: {model_id!r:.80} is not an upscaler or background model")
+        field = _FOLDERS[folder]
+        try:
+            path = find_model(self._paths.models(folder), name)
+        except UnsafePathError as error:
+            raise BadRequestError(f"{field}: {error}") from error
+        if path is None:
+            raise BadRequestError(f"{field}: no file {name!r} in the {folder} folder")
+        try:
+            if folder == "background":
+                return load_segmenter(path)
+            return load_upscaler(path, self.device, self.dtype)
+        except (UpscalerError, SegmenterError) as error:
+            raise BadRequestError(f"{field}: {error}") from error
+
+    def run(
+        self, model: Any, step: Upscale | RemoveBackground, inputs: list[Image.Image], reporter: Reporter
+    ) -> list[Image.Image]:
+        outputs = []
+        for index, image in enumerate(inputs):
+            if reporter.stopped:
+                raise Stopped
+            if isinstance(step, RemoveBackground):
+                outputs.append(remove_background(model, image))
+            elif model is None:
+                outputs.append(resize(image, step.method, step.scale))
+            else:
+                with torch.inference_mode():
+                    outputs.append(upscale(model, image, step.scale, should_stop=lambda: reporter.stopped))
+            reporter.progress(index + 1, len(inputs))
+        return outputs
+
+    def check_health(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.mem_get_info(self.device)  # raises when the device is lost
+
+
+Upscaler = role_deployment(UpscalerRole, name="Upscaler")

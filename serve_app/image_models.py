@@ -1,0 +1,52 @@
+"""The files an invoke body's upscaling and background removal need: found, or 400 naming them.
+
+Checked before the invocation is queued, so a request whose files are missing never waits in
+the queue to fail (plain file lookups, no torch).
+"""
+
+from __future__ import annotations
+
+from deployments.image_steps import BACKGROUND_FILE, BACKGROUND_INSTALL, GFPGAN_UNAVAILABLE, UPSCALE_FILES
+from deployments.request import Upscaling
+from serve_app.errors import BadRequestError
+from serve_app.schemas import InvokeRequest
+from storage.files import DataPaths, find_model
+
+
+def _listed(value: object) -> tuple:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
+    """The request's upscaling passes (None: no ``outscale``), their model files present."""
+    if request.outscale == 1:
+        return None
+    methods = _listed(request.upscale) or ("esrgan",)
+    for method in methods:
+        if method == "gfpgan":
+            raise BadRequestError(f"upscale: {GFPGAN_UNAVAILABLE}")
+        name = UPSCALE_FILES.get(method)
+        if name is not None and find_model(paths.models("upscaler"), name) is None:
+            raise BadRequestError(
+                f"upscale: {method} needs the file {name} in the upscaler folder; download it there "
+                "(POST /api/download with type upscaler) or choose lanczos, bicubic, bilinear or nearest"
+            )
+    return Upscaling(
+        outscale=request.outscale,
+        iterative=request.upscale_iterative,
+        methods=methods,
+        diffusion=request.upscale_diffusion,
+        steps=_listed(request.upscale_diffusion_steps) or (100,),
+        guidance_scale=_listed(request.upscale_diffusion_guidance_scale) or (12.0,),
+        strength=_listed(request.upscale_diffusion_strength) or (0.2,),
+        prompts=_listed(request.upscale_diffusion_prompt),
+        negative_prompts=_listed(request.upscale_diffusion_negative_prompt),
+    )
+
+
+def check_background(request: InvokeRequest, paths: DataPaths) -> None:
+    """400 naming the segmentation model when ``remove_background`` asks for it and it is missing."""
+    if request.remove_background and find_model(paths.models("background"), BACKGROUND_FILE) is None:
+        raise BadRequestError(f"remove_background: needs the segmentation model; {BACKGROUND_INSTALL}")

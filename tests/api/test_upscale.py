@@ -1,0 +1,97 @@
+"""Upscaling and background removal through the API (fake role): the plan's passes, the sizes of
+the outputs, and a 400 naming the file or the value when something is missing or wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from storage.files import DataPaths
+from tests.api.test_invocations import error_of, finished, invoke, output
+from tests.images import data_uri
+
+
+def completed(client: TestClient, body: dict) -> tuple[list[Image.Image], list[dict]]:
+    status = finished(client, invoke(client, {"num_inference_steps": 2, "seed": 3, **body})["uuid"])
+    assert status["status"] == "completed", status
+    images = [output(client, status, index) for index in range(len(status["images"]))]
+    return images, json.loads(images[0].text["plan"])["steps"]
+
+
+def test_a_pillow_upscale_returns_outscale_times_the_canvas(local_app: TestClient) -> None:
+    images, steps = completed(local_app, {"outscale": 2, "upscale": "lanczos", "samples": 2})
+    assert [image.size for image in images] == [(128, 128)] * 2
+    assert [step["kind"] for step in steps] == ["diffuse", "upscale"]
+    assert steps[1]["method"] == "lanczos" and steps[1]["model"] is None and steps[1]["role"] == "upscaler"
+
+
+def test_an_iterative_upscale_with_rediffusion_records_every_pass(local_app: TestClient) -> None:
+    body = {
+        "prompt": "a cat", "outscale": 4, "upscale_iterative": True, "upscale": ["nearest", "bicubic"],
+        "upscale_diffusion": True, "upscale_diffusion_steps": [3, 4], "upscale_diffusion_strength": 0.5,
+        "upscale_diffusion_prompt": ["sharp", "sharper"], "upscale_diffusion_guidance_scale": [9],
+    }  # fmt: skip
+    (image,), steps = completed(local_app, body)
+    assert image.size == (256, 256)
+    assert [step["kind"] for step in steps] == ["diffuse", "upscale", "diffuse", "upscale", "diffuse"]
+    passes = [(step["method"], step["scale"]) for step in steps if step["kind"] == "upscale"]
+    assert passes == [("nearest", 2), ("bicubic", 2)]
+    again = [step for step in steps[1:] if step["kind"] == "diffuse"]
+    assert [(s["num_inference_steps"], s["strength"], s["prompt"], s["guidance_scale"]) for s in again] == [
+        (3, 0.5, "sharp", 9.0),
+        (4, 0.5, "sharper", 9.0),
+    ]
+    assert [(s["width"], s["source"]) for s in again] == [
+        (128, {"step": 1, "each": True}),
+        (256, {"step": 3, "each": True}),
+    ]
+
+
+def test_model_methods_need_their_file(local_app: TestClient, data_dir: Path) -> None:
+    detail = error_of(local_app.post("/api/invoke", json={"outscale": 2}), 400)
+    assert "upscale: esrgan needs the file RealESRGAN_x4plus.pth in the upscaler folder" in detail
+    detail = error_of(local_app.post("/api/invoke", json={"outscale": 2, "upscale": "esrganime"}), 400)
+    assert "RealESRGAN_x4plus_anime_6B.pth" in detail
+    assert "face detector" in error_of(local_app.post("/api/invoke", json={"outscale": 2, "upscale": "gfpgan"}), 400)
+    (DataPaths(data_dir).models("upscaler") / "RealESRGAN_x4plus.pth").write_bytes(b"")
+    (image,), steps = completed(local_app, {"outscale": 4})
+    assert image.size == (256, 256) and steps[1]["model"] == "RealESRGAN_x4plus.pth"
+    assert local_app.role.loads[-1] == "upscaler/RealESRGAN_x4plus.pth"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"outscale": 3}, "outscale: Input should be 1, 2, 4, 8 or 16"),
+        ({"upscale": "lanczos"}, "upscale: applies to upscaling; pass outscale 2, 4, 8 or 16"),
+        ({"outscale": 2, "upscale": "box"}, "upscale"),
+        ({"outscale": 2, "upscale_diffusion_steps": 5}, "upscale_diffusion_steps: applies to re-diffusing"),
+        ({"outscale": 2, "upscale": ["lanczos", "nearest"]}, "upscale: 2 values for 1 upscaling pass(es)"),
+        ({"outscale": 16, "upscale": "nearest", "width": 1088, "height": 64}, "outscale: the upscaled images would be"),
+        ({"fill_background": True}, "fill_background: needs remove_background true and an `image`"),
+    ],
+)
+def test_bad_upscale_values_are_refused_by_name(local_app: TestClient, body: dict, detail: str) -> None:
+    assert detail in error_of(local_app.post("/api/invoke", json=body), 400)
+
+
+def test_background_removal_needs_its_model_and_leaves_transparency(local_app: TestClient, data_dir: Path) -> None:
+    detail = error_of(local_app.post("/api/invoke", json={"remove_background": True}), 400)
+    assert "remove_background: needs the segmentation model" in detail and "u2net.onnx" in detail
+    (DataPaths(data_dir).models("background") / "u2net.onnx").write_bytes(b"")
+    subject = Image.new("RGB", (64, 64), "white")
+    subject.paste((200, 30, 30), (16, 16, 48, 48))
+    (image,), steps = completed(
+        local_app, {"image": data_uri(subject), "remove_background": True, "fill_background": True}
+    )
+    assert [step["kind"] for step in steps] == ["remove_background", "inpaint"]
+    pixels = np.asarray(image.convert("RGB"))
+    # The fake role paints its colour where the removed background was; the subject stays.
+    assert (pixels[20:44, 20:44] == (200, 30, 30)).all() and not (pixels[:8, :8] == 255).all()
+    (image,), steps = completed(local_app, {"remove_background": True})
+    assert [step["kind"] for step in steps] == ["diffuse", "remove_background"] and image.mode == "RGBA"

@@ -1,0 +1,89 @@
+"""Upscaling passes and background removal in the plan: counts, scales, per-pass values, order."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.image_steps import RemoveBackground, Upscale
+from deployments.plan import make_plan
+from deployments.request import Checkpoint, GenerationRequest, InputImage, Upscaling
+from deployments.steps import Diffuse, EachOutput, Inpaint, Refine, StepOutputs
+from deployments.upscale_plan import pass_scales, per_pass
+from tests.images import png_bytes
+
+DEMO = Checkpoint(name="demo", size=64)
+
+
+def plan(**request: object):  # noqa: ANN201
+    return make_plan(GenerationRequest(DEMO, width=64, height=64, samples=2, **request), 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("outscale", "iterative", "scales"),
+    [(1, False, []), (1, True, []), (2, False, [2]), (2, True, [2]), (4, False, [4]), (4, True, [2, 2]),
+     (8, False, [8]), (8, True, [2, 2, 2]), (16, False, [16]), (16, True, [2, 2, 2, 2])],
+)  # fmt: skip
+def test_the_passes_of_every_outscale(outscale: int, iterative: bool, scales: list[int]) -> None:
+    assert pass_scales(outscale, iterative) == scales
+    if outscale > 1:
+        steps = plan(upscale=Upscaling(outscale, iterative, ("lanczos",))).steps
+        upscales = [step for step in steps if isinstance(step, Upscale)]
+        assert [step.scale for step in upscales] == scales
+        assert (upscales[-1].width, upscales[-1].height) == (64 * outscale, 64 * outscale)
+
+
+def test_a_shorter_list_repeats_its_last_value() -> None:
+    assert [per_pass((1, 2), index, 0) for index in range(4)] == [1, 2, 2, 2]
+    assert per_pass((), 3, "default") == "default"
+
+
+def test_each_pass_reads_the_one_before_and_rediffuses_every_sample() -> None:
+    upscaling = Upscaling(
+        8, iterative=True, methods=("esrgan", "lanczos"), diffusion=True, steps=(10, 20),
+        guidance_scale=(5.0,), strength=(0.3, 0.2, 0.1), prompts=("sharp",),
+    )  # fmt: skip
+    steps = plan(prompt="a cat", upscale=upscaling).steps
+    assert [step.kind for step in steps] == ["diffuse"] + ["upscale", "diffuse"] * 3
+    for index in range(3):
+        up, again = steps[1 + 2 * index], steps[2 + 2 * index]
+        assert isinstance(up, Upscale) and isinstance(again, Diffuse)
+        assert up.inputs == (StepOutputs(2 * index, 0), StepOutputs(2 * index, 1))
+        assert up.method == ("esrgan", "lanczos", "lanczos")[index]
+        assert up.model == ("RealESRGAN_x4plus.pth", None, None)[index]
+        assert again.source == EachOutput(1 + 2 * index) and again.per_image
+        assert again.sources == (StepOutputs(1 + 2 * index, 0), StepOutputs(1 + 2 * index, 1))
+        assert (again.num_inference_steps, again.guidance_scale, again.strength) == (
+            (10, 20, 20)[index],
+            5.0,
+            (0.3, 0.2, 0.1)[index],
+        )
+        assert again.prompt == "sharp" and again.seeds == steps[0].seeds
+        assert again.size == (64 * 2 ** (index + 1),) * 2
+    recorded = steps[2].to_dict()
+    assert recorded["source"] == {"step": 1, "each": True} and recorded["num_inference_steps"] == 10
+
+
+def test_the_refiner_runs_before_the_upscale_and_the_checker_after_the_last_painting() -> None:
+    steps = plan(
+        refiner=Checkpoint("refiner", 64), safe=True,
+        upscale=Upscaling(2, methods=("lanczos",), diffusion=True),
+    ).steps  # fmt: skip
+    assert [type(step) for step in steps] == [Diffuse, Refine, Upscale, Diffuse]
+    assert [step.safe for step in steps] == [False, False, False, True]
+    assert steps[2].inputs == (StepOutputs(1, 0), StepOutputs(1, 1))
+    steps = plan(safe=True, upscale=Upscaling(2, methods=("lanczos",))).steps
+    assert [step.safe for step in steps] == [True, False]
+
+
+def test_background_removal_of_the_input_or_of_the_outputs() -> None:
+    image = InputImage(png_bytes(64, 64), 64, 64)
+    steps = plan(image=image, remove_background=True).steps
+    assert [type(step) for step in steps] == [RemoveBackground, Diffuse]
+    assert steps[0].inputs == (image,) and steps[1].source == StepOutputs(0, 0)
+    steps = plan(image=image, remove_background=True, fill_background=True).steps
+    assert [type(step) for step in steps] == [RemoveBackground, Inpaint]
+    assert steps[1].source == StepOutputs(0, 0) and steps[1].mask is None  # transparent is repainted
+    steps = plan(remove_background=True, upscale=Upscaling(2, methods=("nearest",))).steps
+    assert [type(step) for step in steps] == [Diffuse, RemoveBackground, Upscale]
+    assert steps[1].inputs == (StepOutputs(0, 0), StepOutputs(0, 1))
+    assert steps[1].to_dict()["inputs"] == [{"step": 0, "index": 0}, {"step": 0, "index": 1}]
