@@ -1,5 +1,6 @@
 """Each model role runs in its own deployment, on a real local Ray cluster: inpainting with a
-configured inpainter in the Inpainter, an SDXL base + refiner run in Base then Refiner."""
+configured inpainter in the Inpainter, an SDXL base + refiner run in Base then Refiner, an ESRGAN
+upscale in the Upscaler."""
 
 from __future__ import annotations
 
@@ -73,3 +74,20 @@ def test_an_sdxl_base_and_refiner_run_in_their_own_deployments(http: httpx.Clien
     steps = json.loads(images[0].text["plan"])["steps"]
     assert [(step["kind"], step["role"]) for step in steps] == [("diffuse", "base"), ("refine", "refiner")]
     assert serve.status().applications["enfugue"].deployments["Refiner"].status == "HEALTHY"
+
+
+def test_an_esrgan_upscale_runs_in_the_upscaler_deployment(http: httpx.Client, deployed: tuple[str, Path]) -> None:
+    from ray import serve
+
+    from storage.files import DataPaths
+    from tests.tiny_upscalers import write_tiny_esrgan
+
+    write_tiny_esrgan(DataPaths(deployed[1]).models("upscaler"), "RealESRGAN_x4plus.pth")
+    body = {"model": "tiny-random-demo-noise-only", "prompt": "a cat", "num_inference_steps": 2, "outscale": 2}
+    status = _finished(http, _invoke(http, **body)["uuid"])
+    assert status["status"] == "completed", status
+    image = Image.open(io.BytesIO(http.get("/api/invocation/" + status["images"][0]).content))
+    assert image.size == (128, 128)
+    steps = json.loads(image.text["plan"])["steps"]
+    assert [(step["kind"], step["role"]) for step in steps] == [("diffuse", "base"), ("upscale", "upscaler")]
+    assert serve.status().applications["enfugue"].deployments["Upscaler"].status == "HEALTHY"
