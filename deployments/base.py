@@ -126,8 +126,14 @@ class BaseRole:
             raise Stopped
         outputs = list(result.images)
         if isinstance(step, Inpaint):
-            image, repaint = inputs[:2]
-            outputs = [paste_back(image, output, repaint) for output in outputs]
+            count = len(outputs) if step.per_image else 1
+            images, repaints = inputs[:count], inputs[count : 2 * count]
+            if not step.per_image:  # one source and mask for every seed
+                images, repaints = images * len(outputs), repaints * len(outputs)
+            outputs = [
+                paste_back(image, output, repaint)
+                for image, output, repaint in zip(images, outputs, repaints, strict=True)
+            ]
         # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
         outputs = [
             output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)
@@ -187,14 +193,22 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
             )
         return runner, arguments
     if isinstance(step, Inpaint):
-        image, repaint = inputs
         runner = AutoPipelineForInpainting.from_pipe(pipeline, **components)
         strength = step.strength if step.strength is not None else 1.0
         width, height = step.diffusion_size
         size = {"width": width, "height": height}
         if control:
             control["control_image"] = control_input
-        return runner, {**batch, **size, **control, "image": image, "mask_image": repaint, "strength": strength}
+        if step.per_image:  # one canvas and its repaint mask per seed, one prompt row each
+            count = len(step.seeds)
+            images = {"image": inputs[:count], "mask_image": inputs[count:]}
+            batch = {
+                "prompt": [step.prompt] * count, "negative_prompt": [negative] * count if negative else None,
+                "num_images_per_prompt": 1,
+            }  # fmt: skip
+        else:
+            images = {"image": inputs[0], "mask_image": inputs[1]}
+        return runner, {**batch, **size, **control, **images, "strength": strength}
     if inputs:  # one source image for every seed, or one per seed
         runner = AutoPipelineForImage2Image.from_pipe(pipeline, **components)
         if control:

@@ -104,3 +104,39 @@ class RemoveBackground(_ImageStep):
 
 def each_output(step: int, count: int) -> tuple[StepOutputs, ...]:
     return tuple(StepOutputs(step, index) for index in range(count))
+
+
+@dataclass(frozen=True)
+class Composite(_ImageStep):
+    """The canvas of every sample: each node's output pasted at its place (``offsets``), in order,
+    later nodes over earlier ones; transparent where none painted. ``inputs`` are the nodes'
+    outputs, node by node, ``samples`` each. A pure image operation: the Planner runs it."""
+
+    kind: ClassVar[str] = "composite"
+    role: ClassVar[str] = "planner"
+
+    offsets: tuple[tuple[int, int], ...]
+    samples: int
+    width: int
+    height: int
+
+    @property
+    def model_id(self) -> str:
+        return ""
+
+    @property
+    def expected_steps(self) -> int:
+        return 0
+
+    def run(self, images: list[Image.Image | None]) -> list[Image.Image | None]:
+        canvases: list[Image.Image | None] = []
+        for sample in range(self.samples):
+            layers = [images[node * self.samples + sample] for node in range(len(self.offsets))]
+            if any(layer is None for layer in layers):  # a node's output the safety checker withheld
+                canvases.append(None)
+                continue
+            canvas = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
+            for offset, layer in zip(self.offsets, layers, strict=True):
+                canvas.alpha_composite(layer.convert("RGBA"), offset)
+            canvases.append(canvas)
+        return canvases

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from deployments.canvas import leaves_uncovered
-from deployments.image_steps import RemoveBackground, Upscale, each_output
-from deployments.request import Checkpoint, GenerationRequest
-from deployments.steps import Denoise, Diffuse, ImageSource, Inpaint, Refine, StepOutputs
+from deployments.image_steps import Composite, RemoveBackground, Upscale, each_output
+from deployments.request import Checkpoint, GenerationRequest, Node
+from deployments.steps import Denoise, Diffuse, EachOutput, ImageSource, Inpaint, Refine, StepOutputs
 from deployments.upscale_plan import upscale_steps
 from serve_app.errors import BadRequestError
 
@@ -22,7 +22,7 @@ from serve_app.errors import BadRequestError
 DEFAULT_STRENGTH = 0.8
 
 # Every kind of step; a new kind names its role and joins this union.
-Step = Diffuse | Inpaint | Refine | Upscale | RemoveBackground
+Step = Diffuse | Inpaint | Refine | Upscale | RemoveBackground | Composite
 DENOISE = (Diffuse, Inpaint, Refine)
 
 
@@ -58,14 +58,42 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     with; sample ``i`` starts from the noise of seed + i, so any one output can be redone on
     its own (batched and single runs may differ in the last bit of a few pixels).
 
-    An image with a mask, or one that leaves part of the canvas uncovered (``fit``, ``anchor``),
-    is inpainted; with a mask the whole schedule runs unless ``strength`` was given.
+    Without nodes the canvas is one node. A node's image with a mask or transparent pixels, or
+    one that leaves part of its box uncovered (``fit``, ``anchor``), is inpainted; with a mask
+    the whole schedule runs unless ``strength`` was given. Nodes are composed on the canvas in order; what none painted
+    is outpainted with the invocation's prompt. Then come the refiner and the upscaling passes.
     """
     seed = request.seed if request.seed is not None else random_seed
     image = request.image
     width = request.width or (image.width if image else request.checkpoint.size)
     height = request.height or (image.height if image else request.checkpoint.size)
-    fields: dict[str, Any] = {
+    fields = _fields(request, seed, width, height)
+    steps: list[Step] = []
+    if request.nodes:
+        painted = [_paint(request, node, fields, steps, composed=True) for node in request.nodes]
+        made: Denoise = _compose(request, fields, painted, steps)
+    else:
+        whole = Node(
+            0, 0, width, height, image=image, mask=request.mask, invert_mask=request.invert_mask,
+            strength=request.strength, fit=request.fit, anchor=request.anchor,
+            remove_background=request.remove_background, fill_background=request.fill_background,
+        )  # fmt: skip
+        painted = [_paint(request, whole, fields, steps, composed=False)]
+        made = steps[painted[0]]  # type: ignore[assignment]
+    if request.refiner is not None and request.refiner_strength > 0:
+        steps.append(_refine(request, made, after=len(steps) - 1))
+    if request.remove_background and image is None and not request.nodes:  # the outputs' background
+        steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
+    if request.upscale is not None:
+        steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name)
+    if request.safe:
+        _check_last_painted(steps, painted)
+    return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
+
+
+def _fields(request: GenerationRequest, seed: int, width: int, height: int) -> dict[str, Any]:
+    """What every denoising step of the invocation shares."""
+    return {
         "checkpoint": request.checkpoint.name,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
@@ -83,47 +111,84 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         "inversions": request.inversions,
         **_controlnet_fields(request),
     }
-    steps: list[Step] = []
+
+
+def _paint(request: GenerationRequest, node: Node, fields: dict[str, Any], steps: list[Step], composed: bool) -> int:
+    """Append the steps that paint ``node``; the index of the step whose outputs are its images."""
+    values = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale")
+    fields = {
+        **fields, "width": node.width, "height": node.height,
+        **{name: getattr(node, name) for name in values if getattr(node, name) is not None},
+    }  # fmt: skip
+    image = node.image
     source: ImageSource | None = image
-    if request.remove_background and image is not None:  # the input's background
+    if node.remove_background and image is not None:  # the input's background
         steps.append(RemoveBackground(inputs=(image,)))
-        source = StepOutputs(0, 0)
-    made: Denoise
+        source = StepOutputs(len(steps) - 1, 0)
     if image is None:
-        made = Diffuse(**fields)
+        steps.append(Diffuse(**fields))
     elif (
-        request.mask is not None
-        or request.fill_background
-        or leaves_uncovered((image.width, image.height), (width, height), request.fit, request.anchor)
+        node.mask is not None
+        or node.fill_background
+        or image.transparent
+        or leaves_uncovered((image.width, image.height), node.size, node.fit, node.anchor)
     ):
         inpainter = request.inpainter
-        made = Inpaint(
-            **{
-                **fields,
-                # The configured inpainter runs in its own deployment; else the base model inpaints.
-                **(_on_inpainter(request, inpainter) if inpainter is not None else {}),
-            },
-            source=source,
-            mask=request.mask,
-            invert_mask=request.invert_mask,
-            strength=request.strength,
-            fit=request.fit,
-            anchor=request.anchor,
-        )
+        # The configured inpainter runs in its own deployment; else the base model inpaints.
+        on = _on_inpainter(request, inpainter) if inpainter is not None else {}
+        steps.append(
+            Inpaint(
+                **{**fields, **on}, source=source, mask=node.mask, invert_mask=node.invert_mask,
+                strength=node.strength, fit=node.fit, anchor=node.anchor,
+            )
+        )  # fmt: skip
     else:
-        strength = request.strength if request.strength is not None else DEFAULT_STRENGTH
-        made = Diffuse(**fields, source=source, strength=strength, fit=request.fit, anchor=request.anchor)
-    steps.append(made)
-    if request.refiner is not None and request.refiner_strength > 0:
-        steps.append(_refine(request, made, after=len(steps) - 1))
-    if request.remove_background and image is None:  # the outputs' background
+        strength = node.strength if node.strength is not None else DEFAULT_STRENGTH
+        steps.append(Diffuse(**fields, source=source, strength=strength, fit=node.fit, anchor=node.anchor))
+    if composed and node.remove_background and image is None:  # the node's output's background
         steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
-    if request.upscale is not None:
-        steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name)
-    if request.safe:  # the last images a model paints are the ones the checker looks at
-        last = max(index for index, step in enumerate(steps) if isinstance(step, DENOISE))
-        steps[last] = replace(steps[last], safe=True)
-    return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
+    return len(steps) - 1
+
+
+def _compose(request: GenerationRequest, fields: dict[str, Any], painted: list[int], steps: list[Step]) -> Denoise:
+    """Append the composition of the nodes' images, and the outpainting of what none covered when
+    the invocation has a prompt; the canvas's denoising values (for the refiner, upscaling)."""
+    samples, canvas = request.samples, Diffuse(**fields)
+    steps.append(
+        Composite(
+            inputs=tuple(StepOutputs(index, sample) for index in painted for sample in range(samples)),
+            offsets=tuple((node.x, node.y) for node in request.nodes), samples=samples,
+            width=canvas.width, height=canvas.height,
+        )
+    )  # fmt: skip
+    covered = not any(node.remove_background for node in request.nodes) and _covers(request.nodes, canvas.size)
+    if not request.prompt or covered:
+        return canvas
+    on = _on_inpainter(request, request.inpainter) if request.inpainter is not None else {}
+    outpaint = Inpaint(**{**fields, **on}, source=EachOutput(len(steps) - 1), strength=None)
+    steps.append(outpaint)
+    return outpaint
+
+
+def _covers(nodes: tuple[Node, ...], size: tuple[int, int]) -> bool:
+    """Whether the nodes' boxes cover every pixel of the canvas (nodes are few: a pixel grid)."""
+    width, height = size
+    xs = sorted({0, width, *(node.x for node in nodes), *(min(width, node.x + node.width) for node in nodes)})
+    ys = sorted({0, height, *(node.y for node in nodes), *(min(height, node.y + node.height) for node in nodes)})
+    return all(
+        any(node.x <= x < node.x + node.width and node.y <= y < node.y + node.height for node in nodes)
+        for x in xs[:-1]
+        for y in ys[:-1]
+    )
+
+
+def _check_last_painted(steps: list[Step], painted: list[int]) -> None:
+    """Mark for the safety checker the last images a model paints: the last denoising step's, or,
+    when the nodes' composition comes after it, every node's."""
+    last = max(index for index, step in enumerate(steps) if isinstance(step, DENOISE))
+    composed = [index for index, step in enumerate(steps) if isinstance(step, Composite)]
+    for index in painted if composed and composed[0] > last else [last]:
+        steps[index] = replace(steps[index], safe=True)
 
 
 def _on_inpainter(request: GenerationRequest, inpainter: Checkpoint) -> dict[str, Any]:

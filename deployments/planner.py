@@ -20,7 +20,7 @@ from PIL import Image
 from ray import serve
 from ray.exceptions import RayActorError
 
-from deployments.image_steps import RemoveBackground, Upscale
+from deployments.image_steps import Composite, RemoveBackground, Upscale
 from deployments.plan import Plan, Step, make_plan
 from deployments.progress import ProgressWriter
 from deployments.request import GenerationRequest
@@ -142,6 +142,8 @@ class Planner:
     ) -> tuple[list[Image.Image | None], int]:
         """Stream one step through its role; returns its images and how many steps it took. A
         replica that dies under the step gets it once more on another (or its replacement)."""
+        if isinstance(step, Composite):  # an image operation: here, no role, no model
+            return await asyncio.to_thread(step.run, inputs), 0
         if any(image is None for image in inputs):
             # Outputs the safety checker withheld: an image step (upscale, background) after
             # the last denoising one passes them on withheld and runs on the rest.

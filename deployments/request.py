@@ -29,6 +29,8 @@ class InputImage:
     data: bytes = field(repr=False)
     width: int
     height: int
+    # Some pixel is not fully opaque: it is painted (outpainting).
+    transparent: bool = False
 
     def open(self) -> Image.Image:
         return open_image(self.data)
@@ -57,6 +59,33 @@ class ControlNet:
     scale: float = 1.0
     process: bool = True
     invert: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    """A box of the canvas painted on its own: its place and size, and the parameters it sets
+    (None: the invocation's)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    strength: float | None = None
+    image: InputImage | None = None
+    mask: InputImage | None = None
+    invert_mask: bool = False
+    fit: str | None = None
+    anchor: str | None = None
+    remove_background: bool = False
+    fill_background: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
 
 
 @dataclass(frozen=True)
@@ -110,6 +139,9 @@ class GenerationRequest:
     remove_background: bool = False
     fill_background: bool = False
     upscale: Upscaling | None = None
+    # Boxes painted in order, later over earlier; what none covers is outpainted with the
+    # invocation's prompt (none: the whole canvas is one node).
+    nodes: tuple[Node, ...] = ()
     # A VAE file (relative to the vae folder) in place of the checkpoint's own.
     vae: str | None = None
     # Applied for this request only: LoRA and LyCORIS with weights, textual inversions.

@@ -202,7 +202,8 @@ class Inpaint(_Denoise):
     configured, else on the base checkpoint.
 
     The role gets ``[the source fitted onto the canvas, the repaint mask (white: repaint)]``, then
-    the control image if any."""
+    the control image if any; with one source per seed (``EachOutput``: outpainting a composed
+    canvas), every source, then every repaint mask (their transparent pixels)."""
 
     kind: ClassVar[str] = "inpaint"
 
@@ -211,9 +212,17 @@ class Inpaint(_Denoise):
 
     @property
     def sources(self) -> tuple[ImageSource, ...]:
+        if self.per_image:
+            return super().sources
         return tuple(source for source in (self.source, self.mask, self.control) if source is not None)
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        if self.per_image:
+            fitted = [fit_image(image, self.size, self.fit, self.anchor) for image in images]
+            repaints = [repaint_mask(image, None, self.invert_mask) for image in fitted]
+            return [self._scaled(flatten(image)) for image in fitted] + [
+                self._scaled(repaint, Image.Resampling.NEAREST) for repaint in repaints
+            ]
         control = [self._control(images.pop())] if self.control is not None else []
         fitted = fit_image(images[0], self.size, self.fit, self.anchor)
         mask = fit_image(images[1], self.size, self.fit, self.anchor) if len(images) > 1 else None
@@ -240,7 +249,7 @@ class Refine(_Denoise):
         return tuple(StepOutputs(self.after, index) for index in range(len(self.seeds)))
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
-        return images
+        return [flatten(image.convert("RGBA")) for image in images]  # a composed canvas may be transparent
 
 
 # The denoising kinds of step (the image kinds are in deployments/image_steps.py).

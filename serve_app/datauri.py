@@ -34,7 +34,8 @@ def data_uri_payload(value: str) -> bytes:
 
 
 def open_image(payload: bytes) -> Image.Image:
-    """The image in an encoded file, fully decoded (truncated files fail here), in RGB."""
+    """The image in an encoded file, fully decoded (truncated files fail here), in RGB, or RGBA
+    when it has an alpha channel."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -49,7 +50,23 @@ def open_image(payload: bytes) -> Image.Image:
         raise ImageInputError("is too large to decode") from error
     except Exception as error:  # Pillow raises many types for corrupt data
         raise ImageInputError("does not contain an image Pillow can read (PNG, JPEG, WebP, ...)") from error
+    if _has_alpha(image):  # transparent pixels are painted (outpainting): keep them
+        return image.convert("RGBA")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+def has_transparency(payload: bytes) -> bool:
+    """Whether the image in ``payload`` has a pixel that is not fully opaque (decoded only when
+    its header says it has an alpha channel)."""
+    header = Image.open(io.BytesIO(payload))
+    if not _has_alpha(header):
+        return False
+    alpha = open_image(payload).getchannel("A")
+    return alpha.getextrema()[0] < 255
 
 
 def decode_data_uri(value: str) -> Image.Image:

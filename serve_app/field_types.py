@@ -12,6 +12,13 @@ Scheduler = Literal[
 ]  # fmt: skip
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
+# How an input image goes on the canvas (deployments/canvas.py).
+Fit = Literal["actual", "stretch", "cover", "contain"]
+Anchor = Literal[
+    "top-left", "top-center", "top-right", "center-left", "center-center", "center-right",
+    "bottom-left", "bottom-center", "bottom-right",
+]  # fmt: skip
+
 MIN_SIZE, MAX_SIZE = 64, 4096
 # Steps stop below 1000: the schedulers' "leading" spacing with an offset of one reaches
 # timestep 1000 at 1000 steps, past the end of the 1000-step training schedule.

@@ -48,5 +48,6 @@ def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
 
 def check_background(request: InvokeRequest, paths: DataPaths) -> None:
     """400 naming the segmentation model when ``remove_background`` asks for it and it is missing."""
-    if request.remove_background and find_model(paths.models("background"), BACKGROUND_FILE) is None:
+    wanted = request.remove_background or any(node.remove_background for node in request.nodes or ())
+    if wanted and find_model(paths.models("background"), BACKGROUND_FILE) is None:
         raise BadRequestError(f"remove_background: needs the segmentation model; {BACKGROUND_INSTALL}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from deployments.control import DEFAULT_FILES
-from deployments.request import Adapter, Checkpoint, ControlNet, GenerationRequest, InputImage
+from deployments.request import Adapter, Checkpoint, ControlNet, GenerationRequest, InputImage, Node
+from serve_app.datauri import has_transparency
 from serve_app.errors import BadRequestError
 from serve_app.image_models import check_background, upscaling
 from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate
@@ -90,6 +91,7 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         remove_background=request.remove_background,
         fill_background=request.fill_background,
         upscale=upscaling(request, paths),
+        nodes=_nodes(request, checkpoint),
         vae=_vae(request, spec, paths),
         adapters=_adapters(request, spec, paths),
         inversions=_inversions(request, spec, paths),
@@ -103,12 +105,41 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
     )
 
 
+def _nodes(request: InvokeRequest, checkpoint: Checkpoint) -> tuple[Node, ...]:
+    """The request's canvas nodes, each inside the canvas (400 naming the one that is not)."""
+    if request.nodes is None:
+        return ()
+    width, height = request.width or checkpoint.size, request.height or checkpoint.size
+    nodes = []
+    for index, node in enumerate(request.nodes):
+        if node.x + node.w > width or node.y + node.h > height:
+            raise BadRequestError(
+                f"nodes.{index}: the {node.w}x{node.h} box at ({node.x}, {node.y}) leaves the {width}x{height} canvas"
+            )
+        images = {name: node.image_file(name) for name in ("image", "mask")}
+        nodes.append(
+            Node(
+                x=node.x, y=node.y, width=node.w, height=node.h, prompt=node.prompt,
+                negative_prompt=node.negative_prompt, num_inference_steps=node.num_inference_steps,
+                guidance_scale=node.guidance_scale, strength=node.strength,
+                image=_encoded(*data) if (data := images["image"]) else None,
+                mask=_encoded(*data) if (data := images["mask"]) else None,
+                invert_mask=node.invert_mask, fit=node.fit, anchor=node.anchor,
+                remove_background=node.remove_background, fill_background=node.fill_background,
+            )
+        )  # fmt: skip
+    return tuple(nodes)
+
+
 def _input_image(request: InvokeRequest, field: str) -> InputImage | None:
     decoded = request.image_file(field)
     if decoded is None:
         return None
-    payload, (width, height) = decoded
-    return InputImage(payload, width, height)
+    return _encoded(*decoded)
+
+
+def _encoded(payload: bytes, size: tuple[int, int]) -> InputImage:
+    return InputImage(payload, *size, transparent=has_transparency(payload))
 
 
 def _part(part: str, request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> Checkpoint | None:

@@ -25,7 +25,9 @@ from serve_app.field_types import (
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
+    Anchor,
     Dimension,
+    Fit,
     GuidanceScale,
     Prompt,
     Samples,
@@ -34,6 +36,7 @@ from serve_app.field_types import (
     Steps,
     Strength,
 )
+from serve_app.node_schemas import Nodes
 from serve_app.upscale_schemas import UpscaleFields
 
 ControlNetKind = Literal[
@@ -45,12 +48,6 @@ CONTROLNETS: tuple[str, ...] = get_args(ControlNetKind)
 CONTROLNET_SETTINGS: tuple[str, ...] = (*CONTROLNETS, "canny_xl", "depth_xl", "pidi_xl", "pose_xl")
 # Kinds whose control image is made by an annotator model (not run here yet).
 ANNOTATED = frozenset(CONTROLNETS) - {"canny", "tile", "scribble", "inpaint"}
-# How an input image goes on the canvas (deployments/canvas.py).
-Fit = Literal["actual", "stretch", "cover", "contain"]
-Anchor = Literal[
-    "top-left", "top-center", "top-right", "center-left", "center-center", "center-right",
-    "bottom-left", "bottom-center", "bottom-right",
-]  # fmt: skip
 
 MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
 MAX_SEED = 2**32 - 1
@@ -60,7 +57,7 @@ NOT_SUPPORTED_YET = frozenset(
     {
         "chunking_size", "chunking_blur", "size", "multi_scheduler", "upscale_diffusion_controlnet",
         "upscale_diffusion_chunking_size", "upscale_diffusion_chunking_blur",
-        "upscale_diffusion_scale_chunking_size", "upscale_diffusion_scale_chunking_blur", "nodes",
+        "upscale_diffusion_scale_chunking_size", "upscale_diffusion_scale_chunking_blur",
     }
 )  # fmt: skip
 # Enfugue 0.3 renamed much of the payload; we implement the seed's (0.2) names.
@@ -129,6 +126,8 @@ class InvokeRequest(UpscaleFields):
     # A canvas smaller than the model's size is diffused scaled up (its smaller side at the
     # model's size), then scaled back down: slower, often better.
     scale_to_model_size: StrictBool = False
+    # Boxes of the canvas with their own prompts and images (serve_app/node_schemas.py).
+    nodes: Nodes | None = None
     # Remove the background of `image` (with `fill_background`, then paint it anew), or, without
     # an image, of the outputs (they come back with transparency).
     remove_background: StrictBool = False
@@ -200,6 +199,13 @@ class InvokeRequest(UpscaleFields):
                         "image", "{field}: {reason}", {"field": name, "reason": str(error)}
                     ) from error
         self._decoded = {name: decoded[name] for name in IMAGE_FIELDS if getattr(self, name) is not None}
+        if self.nodes is not None:
+            given = [name for name in (*IMAGE_FIELDS, "controlnet") if getattr(self, name) is not None]
+            if given or self.remove_background:
+                raise PydanticCustomError(
+                    "nodes", "{field}: with nodes, give it to the nodes (a node's own image, mask, remove_background)",
+                    {"field": given[0] if given else "remove_background"},
+                )  # fmt: skip
         if self.mask is not None and self.image is None:
             raise PydanticCustomError("mask", "mask: needs an `image` to inpaint")
         if self.fill_background and not (self.remove_background and self.image is not None):

@@ -78,9 +78,13 @@ class FakeRole:
             if step.intermediate_steps and (index + 1) % step.intermediate_steps == 0 and index + 1 < total:
                 reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
         outputs = [Image.new("RGB", size, colour(seed)) for seed in step.seeds]
-        if isinstance(step, Inpaint):
-            image, repaint = inputs[:2]
-            return [Image.composite(output, image, repaint) for output in outputs]
+        if isinstance(step, Inpaint):  # one source and mask for every seed, or one each
+            count = len(outputs) if step.per_image else 1
+            images, repaints = (
+                inputs[:count] * (len(outputs) // count),
+                inputs[count : 2 * count] * (len(outputs) // count),
+            )
+            return [Image.composite(o, i, r) for o, i, r in zip(outputs, images, repaints, strict=True)]
         if isinstance(step, Refine):  # shows it took the images before it: their negatives
             return [ImageOps.invert(image) for image in inputs]
         return outputs

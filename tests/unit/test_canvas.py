@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from deployments.canvas import fit_image, flatten, leaves_uncovered, paste_back, placement, repaint_mask
-from serve_app.schemas import Anchor, Fit
+from serve_app.field_types import Anchor, Fit
 from tests.images import gradient
 
 CANVAS = (64, 64)

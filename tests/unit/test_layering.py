@@ -21,6 +21,7 @@ LEAVES = frozenset(
         "serve_app.schemas",
         "serve_app.field_types",
         "serve_app.upscale_schemas",
+        "serve_app.node_schemas",
         "serve_app.datauri",
     }  # fmt: skip
 )

@@ -39,7 +39,7 @@ def _detail(body: dict) -> str:
         ({"anchor": "middle"}, "anchor: Input should be 'top-left'"),
         ({"invert_mask": "yes"}, "invert_mask: Input should be a valid boolean"),
         ({"inpainter_size": 100}, "inpainter_size: must be a multiple of 8"),
-        ({"nodes": [{"x": 0}]}, "nodes: not supported yet"),
+        ({"nodes": [{"x": 0}]}, "nodes.0.y: Field required"),
         ({"upscale_diffusion_controlnet": "tile"}, "upscale_diffusion_controlnet: not supported yet"),
         ({"layers": []}, "layers: not supported (an Enfugue 0.3 parameter)"),
         ({"colour": "blue"}, "colour: unknown parameter"),
