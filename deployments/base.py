@@ -27,6 +27,7 @@ from PIL import Image
 from deployments.adapters import applied
 from deployments.canvas import paste_back
 from deployments.control import inpaint_condition
+from deployments.multidiffusion import chunked_denoise
 from deployments.pipelines import (
     INPAINTING,
     REFINING,
@@ -46,6 +47,9 @@ from serve_app.errors import BadRequestError
 from storage.files import DataPaths, UnsafePathError, find_model
 
 logger = logging.getLogger(__name__)
+
+# Windows of a chunked canvas the UNet takes at once (classifier-free guidance doubles it).
+CHUNK_BATCH = 4
 
 
 class Loaded(NamedTuple):
@@ -100,7 +104,22 @@ class BaseRole:
         inputs: list[Image.Image],
         reporter: Reporter,
     ) -> list[Image.Image | None]:
-        pipeline = loaded.pipeline
+        if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
+            with applied(loaded.pipeline, step, self._paths):
+                outputs = _chunked(loaded.pipeline, step, inputs, reporter)
+        else:
+            outputs = self._pipeline_run(loaded, step, inputs, reporter)
+        # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
+        outputs = [
+            output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)
+            for output in outputs
+        ]
+        return self._withheld(outputs) if step.safe else list(outputs)
+
+    def _pipeline_run(
+        self, loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image.Image], reporter: Reporter
+    ) -> list[Image.Image]:
+        """The step as one call of the diffusers pipeline for its kind."""
         runner, arguments = _runner(loaded, step, inputs)
         runner.set_progress_bar_config(disable=True)
 
@@ -113,7 +132,7 @@ class BaseRole:
                 pipe._interrupt = True  # diffusers' own cooperative stop, before the next step
             return tensors
 
-        with applied(pipeline, step, self._paths), torch.inference_mode():
+        with applied(loaded.pipeline, step, self._paths), torch.inference_mode():
             result = runner(
                 num_inference_steps=step.num_inference_steps,
                 guidance_scale=step.guidance_scale,
@@ -134,12 +153,7 @@ class BaseRole:
                 paste_back(image, output, repaint)
                 for image, output, repaint in zip(images, outputs, repaints, strict=True)
             ]
-        # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
-        outputs = [
-            output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)
-            for output in outputs
-        ]
-        return self._withheld(outputs) if step.safe else list(outputs)
+        return outputs
 
     def _withheld(self, images: list[Image.Image]) -> list[Image.Image | None]:
         """The images, None in place of those the safety checker flags (when its files are present)."""
@@ -225,6 +239,43 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
         control["image"] = control_input  # text-to-image ControlNet pipelines call it `image`
     width, height = step.diffusion_size
     return runner, {**batch, **control, "width": width, "height": height}
+
+
+def _chunked(
+    pipeline: DiffusionPipeline, step: Diffuse, inputs: list[Image.Image], reporter: Reporter
+) -> list[Image.Image]:
+    """A canvas larger than the model, denoised in windows (deployments/multidiffusion.py); with
+    one source per seed, one run per seed."""
+
+    def on_step(index: int, total: int, latents: torch.Tensor) -> bool:
+        done, every = index + 1, step.intermediate_steps
+        reporter.progress(done, total)
+        if every and done % every == 0 and done < total:
+            reporter.intermediate(done, decode(pipeline, latents))
+        return reporter.stopped
+
+    scheduler_name = step.multi_scheduler or step.scheduler
+    width, height = step.diffusion_size
+    arguments: dict[str, Any] = {
+        "prompt": step.prompt, "negative_prompt": step.negative_prompt or None, "width": width, "height": height,
+        "window": step.window, "stride": step.chunking_size, "blur": step.chunking_blur,
+        "num_inference_steps": step.num_inference_steps, "guidance_scale": step.guidance_scale,
+        "batch_size": CHUNK_BATCH, "on_step": on_step,
+    }  # fmt: skip
+    runs = [(list(step.seeds), inputs[0] if inputs else None)]
+    if step.per_image:
+        runs = [([seed], image) for seed, image in zip(step.seeds, inputs, strict=True)]
+    outputs = []
+    for seeds, image in runs:
+        scheduler = make_scheduler(pipeline.scheduler.config, scheduler_name, seeds[0])
+        images = chunked_denoise(
+            pipeline, generator=generators(tuple(seeds)), scheduler=scheduler, image=image,
+            strength=step.strength if image is not None else None, **arguments,
+        )  # fmt: skip
+        if reporter.stopped:
+            raise Stopped
+        outputs += images
+    return outputs
 
 
 def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:

@@ -65,27 +65,29 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     """
     seed = request.seed if request.seed is not None else random_seed
     image = request.image
-    width = request.width or (image.width if image else request.checkpoint.size)
-    height = request.height or (image.height if image else request.checkpoint.size)
+    window = request.size or request.checkpoint.size
+    width = request.width or (image.width if image else window)
+    height = request.height or (image.height if image else window)
     fields = _fields(request, seed, width, height)
+    chunking = _chunking(request, window)
     steps: list[Step] = []
     if request.nodes:
-        painted = [_paint(request, node, fields, steps, composed=True) for node in request.nodes]
-        made: Denoise = _compose(request, fields, painted, steps)
+        painted = [_paint(request, node, fields, chunking, steps, composed=True) for node in request.nodes]
+        made: Denoise = _compose(request, fields, chunking, painted, steps)
     else:
         whole = Node(
             0, 0, width, height, image=image, mask=request.mask, invert_mask=request.invert_mask,
             strength=request.strength, fit=request.fit, anchor=request.anchor,
             remove_background=request.remove_background, fill_background=request.fill_background,
         )  # fmt: skip
-        painted = [_paint(request, whole, fields, steps, composed=False)]
+        painted = [_paint(request, whole, fields, chunking, steps, composed=False)]
         made = steps[painted[0]]  # type: ignore[assignment]
     if request.refiner is not None and request.refiner_strength > 0:
         steps.append(_refine(request, made, after=len(steps) - 1))
     if request.remove_background and image is None and not request.nodes:  # the outputs' background
         steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
     if request.upscale is not None:
-        steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name)
+        steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name, chunking)
     if request.safe:
         _check_last_painted(steps, painted)
     return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
@@ -106,14 +108,36 @@ def _fields(request: GenerationRequest, seed: int, width: int, height: int) -> d
         "intermediate_steps": request.intermediate_steps,
         "vae": request.vae,
         "precision": request.precision,
-        "model_size": request.checkpoint.size if request.scale_to_model_size else None,
+        "model_size": (request.size or request.checkpoint.size) if request.scale_to_model_size else None,
         "adapters": request.adapters,
         "inversions": request.inversions,
         **_controlnet_fields(request),
     }
 
 
-def _paint(request: GenerationRequest, node: Node, fields: dict[str, Any], steps: list[Step], composed: bool) -> int:
+def _chunking(request: GenerationRequest, window: int) -> dict[str, Any]:
+    """How text-to-image and image-to-image steps larger than the model are denoised in windows."""
+    if request.chunking_size is not None and request.chunking_size > window:
+        raise BadRequestError(
+            f"chunking_size: {request.chunking_size} px is more than the model's size, {window}; windows "
+            "may not skip pixels: pass at most the size (0 diffuses the canvas at once)"
+        )
+    return {
+        "window": window,
+        "chunking_size": request.chunking_size if request.chunking_size is not None else window // 8,
+        "chunking_blur": request.chunking_blur if request.chunking_blur is not None else window // 8,
+        "multi_scheduler": request.multi_scheduler,
+    }
+
+
+def _paint(
+    request: GenerationRequest,
+    node: Node,
+    fields: dict[str, Any],
+    chunking: dict[str, Any],
+    steps: list[Step],
+    composed: bool,
+) -> int:
     """Append the steps that paint ``node``; the index of the step whose outputs are its images."""
     values = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale")
     fields = {
@@ -126,7 +150,7 @@ def _paint(request: GenerationRequest, node: Node, fields: dict[str, Any], steps
         steps.append(RemoveBackground(inputs=(image,)))
         source = StepOutputs(len(steps) - 1, 0)
     if image is None:
-        steps.append(Diffuse(**fields))
+        steps.append(Diffuse(**fields, **chunking))
     elif (
         node.mask is not None
         or node.fill_background
@@ -144,16 +168,18 @@ def _paint(request: GenerationRequest, node: Node, fields: dict[str, Any], steps
         )  # fmt: skip
     else:
         strength = node.strength if node.strength is not None else DEFAULT_STRENGTH
-        steps.append(Diffuse(**fields, source=source, strength=strength, fit=node.fit, anchor=node.anchor))
+        steps.append(Diffuse(**fields, **chunking, source=source, strength=strength, fit=node.fit, anchor=node.anchor))
     if composed and node.remove_background and image is None:  # the node's output's background
         steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
     return len(steps) - 1
 
 
-def _compose(request: GenerationRequest, fields: dict[str, Any], painted: list[int], steps: list[Step]) -> Denoise:
+def _compose(
+    request: GenerationRequest, fields: dict[str, Any], chunking: dict[str, Any], painted: list[int], steps: list[Step]
+) -> Denoise:
     """Append the composition of the nodes' images, and the outpainting of what none covered when
     the invocation has a prompt; the canvas's denoising values (for the refiner, upscaling)."""
-    samples, canvas = request.samples, Diffuse(**fields)
+    samples, canvas = request.samples, Diffuse(**fields, **chunking)
     steps.append(
         Composite(
             inputs=tuple(StepOutputs(index, sample) for index in painted for sample in range(samples)),

@@ -104,6 +104,11 @@ class Upscaling:
     strength: tuple[float, ...] = (0.2,)
     prompts: tuple[str, ...] = ()
     negative_prompts: tuple[str, ...] = ()
+    # Chunking of the re-diffusion (None: the invocation's), doubled every pass when scaled.
+    chunking_size: int | None = None
+    chunking_blur: int | None = None
+    scale_chunking_size: bool = True
+    scale_chunking_blur: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,13 @@ class GenerationRequest:
     num_inference_steps: int = 40
     guidance_scale: float = 7.5
     scheduler: str | None = None
+    # The model's size (None: the checkpoint's): a canvas larger than it is denoised in windows of
+    # it, moved by chunking_size px (None: size / 8; 0: the canvas at once), their borders
+    # feathered over chunking_blur px, with multi_scheduler (None: scheduler).
+    size: int | None = None
+    chunking_size: int | None = None
+    chunking_blur: int | None = None
+    multi_scheduler: str | None = None
     image: InputImage | None = None
     # None: 0.8 for image-to-image, the whole schedule for inpainting.
     strength: float | None = None

@@ -112,6 +112,13 @@ class _Denoise:
     # scale_to_model_size: a canvas whose smaller side is under this size is diffused scaled up
     # to it, and the outputs scaled back down to the canvas.
     model_size: int | None = None
+    # Chunked denoising (deployments/multidiffusion.py) of a canvas larger than ``window`` (the
+    # model's size): windows moved by chunking_size px (0: the canvas at once), their borders
+    # feathered over chunking_blur px, stepped by multi_scheduler (None: scheduler).
+    window: int | None = None
+    chunking_size: int = 0
+    chunking_blur: int = 0
+    multi_scheduler: str | None = None
     precision: str | None = None
     # The safety checker looks at this step's outputs (the plan's last step, with the safe setting).
     safe: bool = False
@@ -137,6 +144,13 @@ class _Denoise:
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
+
+    @property
+    def chunked(self) -> bool:
+        """Denoised in windows: the canvas is larger than the model's size and chunking is on."""
+        if self.window is None or not self.chunking_size:
+            return False
+        return max(self.diffusion_size) > self.window
 
     @property
     def diffusion_size(self) -> tuple[int, int]:

@@ -8,7 +8,7 @@ last value.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from deployments.image_steps import UPSCALE_FILES, Upscale, each_output
 from deployments.request import Upscaling
@@ -31,9 +31,28 @@ def pass_scales(outscale: int, iterative: bool) -> list[int]:
     return [2] * (outscale.bit_length() - 1) if iterative else [outscale]
 
 
-def upscale_steps(upscaling: Upscaling, made: Denoise, first: int, checkpoint: str) -> list[Upscale | Diffuse]:
+def pass_chunking(upscaling: Upscaling, index: int, chunking: dict[str, Any]) -> dict[str, Any]:
+    """The chunking of pass ``index``'s re-diffusion: the invocation's unless given, doubled every
+    pass when scaled, never more than half the model's size (``window``)."""
+    window = chunking["window"]
+    values = dict(chunking)
+    for name, given, scaled in (
+        ("chunking_size", upscaling.chunking_size, upscaling.scale_chunking_size),
+        ("chunking_blur", upscaling.chunking_blur, upscaling.scale_chunking_blur),
+    ):
+        value = given if given is not None else chunking[name]
+        if scaled:
+            value = min(value * 2**index, max(value, window // 2))
+        values[name] = value
+    return values
+
+
+def upscale_steps(
+    upscaling: Upscaling, made: Denoise, first: int, checkpoint: str, chunking: dict[str, Any]
+) -> list[Upscale | Diffuse]:
     """The steps after step ``first - 1``, whose outputs are the images ``made`` started (one per
-    seed); re-diffusion runs on ``checkpoint`` (the base's, with ``made``'s VAE and adapters)."""
+    seed); re-diffusion runs on ``checkpoint`` (the base's, with ``made``'s VAE and adapters),
+    chunked as ``chunking`` says for the first pass (``pass_chunking``)."""
     steps: list[Upscale | Diffuse] = []
     count = len(made.seeds)
     width, height = made.size
@@ -65,6 +84,7 @@ def upscale_steps(upscaling: Upscaling, made: Denoise, first: int, checkpoint: s
                     precision=made.precision,
                     adapters=made.adapters,
                     inversions=made.inversions,
+                    **pass_chunking(upscaling, index, chunking),
                 )
             )
     return steps

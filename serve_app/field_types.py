@@ -28,6 +28,8 @@ MAX_SAMPLES = 16
 MAX_PROMPT_LENGTH = 10_000
 
 Dimension = Annotated[int, Field(ge=MIN_SIZE, le=MAX_SIZE)]
+# Chunked denoising: how far windows move, and how wide their feathered borders are (px).
+Chunking = Annotated[int, Field(ge=0, le=MAX_SIZE)]
 Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 GuidanceScale = Annotated[float, Field(ge=0, le=100)]
 Strength = Annotated[float, Field(ge=0, le=1)]

@@ -43,6 +43,10 @@ def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
         strength=_listed(request.upscale_diffusion_strength) or (0.2,),
         prompts=_listed(request.upscale_diffusion_prompt),
         negative_prompts=_listed(request.upscale_diffusion_negative_prompt),
+        chunking_size=request.upscale_diffusion_chunking_size,
+        chunking_blur=request.upscale_diffusion_chunking_blur,
+        scale_chunking_size=request.upscale_diffusion_scale_chunking_size,
+        scale_chunking_blur=request.upscale_diffusion_scale_chunking_blur,
     )
 
 

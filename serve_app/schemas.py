@@ -26,6 +26,7 @@ from serve_app.field_types import (
     MAX_STEPS,
     MIN_SIZE,
     Anchor,
+    Chunking,
     Dimension,
     Fit,
     GuidanceScale,
@@ -55,9 +56,7 @@ MAX_SEED = 2**32 - 1
 # Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
 NOT_SUPPORTED_YET = frozenset(
     {
-        "chunking_size", "chunking_blur", "size", "multi_scheduler", "upscale_diffusion_controlnet",
-        "upscale_diffusion_chunking_size", "upscale_diffusion_chunking_blur",
-        "upscale_diffusion_scale_chunking_size", "upscale_diffusion_scale_chunking_blur",
+        "upscale_diffusion_controlnet",
     }
 )  # fmt: skip
 # Enfugue 0.3 renamed much of the payload; we implement the seed's (0.2) names.
@@ -116,6 +115,13 @@ class InvokeRequest(UpscaleFields):
     num_inference_steps: Steps = 40
     guidance_scale: GuidanceScale = 7.5
     scheduler: Scheduler | None = None
+    # The model's size (its windows when chunked; None: the checkpoint's), and chunked denoising
+    # of a canvas larger than it: windows moved by chunking_size px (0: the canvas at once),
+    # their borders feathered over chunking_blur px (None: size / 8), with multi_scheduler.
+    size: Dimension | None = None
+    chunking_size: Chunking | None = None
+    chunking_blur: Chunking | None = None
+    multi_scheduler: Scheduler | None = None
     image: StrictStr | None = None
     # None: 0.8 for image-to-image, 1 (the whole schedule) for inpainting.
     strength: Strength | None = None
@@ -174,7 +180,17 @@ class InvokeRequest(UpscaleFields):
                 )
         return {key: value for key, value in data.items() if key not in NOT_SUPPORTED_YET}
 
-    @field_validator("width", "height", "inpainter_size", "refiner_size")
+    @field_validator("chunking_size", "chunking_blur")
+    @classmethod
+    def _chunking_multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise PydanticCustomError(
+                "multiple_of_8", "must be a multiple of 8 (chunking_size 0 diffuses the canvas at once), got {value}",
+                {"value": value},
+            )  # fmt: skip
+        return value
+
+    @field_validator("width", "height", "size", "inpainter_size", "refiner_size")
     @classmethod
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:

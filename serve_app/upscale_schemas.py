@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from serve_app.field_types import GuidanceScale, Prompt, Steps, Strength
+from serve_app.field_types import Chunking, GuidanceScale, Prompt, Steps, Strength
 
 UpscaleMethod = Literal["esrgan", "esrganime", "gfpgan", "lanczos", "bilinear", "bicubic", "nearest"]
 Outscale = Literal[1, 2, 4, 8, 16]
@@ -28,7 +28,8 @@ def PerPass(kind: Any) -> Any:  # noqa: N802 - reads as a type in the fields bel
 # Values of the re-diffusion of each pass: given without `upscale_diffusion`, they would do nothing.
 DIFFUSION_VALUES = (
     "upscale_diffusion_steps", "upscale_diffusion_guidance_scale", "upscale_diffusion_strength",
-    "upscale_diffusion_prompt", "upscale_diffusion_negative_prompt",
+    "upscale_diffusion_prompt", "upscale_diffusion_negative_prompt", "upscale_diffusion_chunking_size",
+    "upscale_diffusion_chunking_blur",
 )  # fmt: skip
 
 
@@ -44,6 +45,19 @@ class UpscaleFields(BaseModel):
     upscale_diffusion_strength: PerPass(Strength) | None = None
     upscale_diffusion_prompt: PerPass(Prompt) | None = None
     upscale_diffusion_negative_prompt: PerPass(Prompt) | None = None
+    # None: the invocation's chunking; doubled every pass (at most half the model's size) unless
+    # the scale flags are false.
+    upscale_diffusion_chunking_size: Chunking | None = None
+    upscale_diffusion_chunking_blur: Chunking | None = None
+    upscale_diffusion_scale_chunking_size: StrictBool = True
+    upscale_diffusion_scale_chunking_blur: StrictBool = True
+
+    @field_validator("upscale_diffusion_chunking_size", "upscale_diffusion_chunking_blur")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise PydanticCustomError("multiple_of_8", "must be a multiple of 8, got {value}", {"value": value})
+        return value
 
     @model_validator(mode="after")
     def _upscale_consistent(self) -> UpscaleFields:
@@ -60,7 +74,7 @@ class UpscaleFields(BaseModel):
                     "upscale", "{field}: applies to re-diffusing upscaled images; pass upscale_diffusion true",
                     {"field": given[0]},
                 )  # fmt: skip
-        for name in ("upscale", *DIFFUSION_VALUES):
+        for name in ("upscale", *DIFFUSION_VALUES[:5]):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) > self.upscale_passes:
                 raise PydanticCustomError(

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from storage.files import DataPaths
 from tests.api.test_inpainting import run
-from tests.api.test_invocations import finished, invoke, output
+from tests.api.test_invocations import error_of, finished, invoke, output
 from tests.fake_role import write_fake_checkpoint
 
 DEMO = "tiny-random-demo-noise-only"
@@ -40,3 +40,21 @@ def test_scale_to_model_size_is_recorded_and_the_canvas_kept(local_app: TestClie
     step = json.loads(image.text["plan"])["steps"][0]
     assert image.size == (64, 96) and step["model_size"] == 128
     assert run(local_app, {"model": "large", "width": 64, "height": 96})[1]["model_size"] is None
+
+
+def test_chunking_is_recorded_and_checked(local_app: TestClient) -> None:
+    body = {"width": 128, "height": 64, "chunking_size": 16, "chunking_blur": 8, "multi_scheduler": "ddim"}
+    _, step = run(local_app, body)
+    assert (step["window"], step["chunking_size"], step["chunking_blur"], step["multi_scheduler"]) == (
+        64,
+        16,
+        8,
+        "ddim",
+    )
+    _, step = run(local_app, {"width": 128, "height": 64})
+    assert (step["chunking_size"], step["chunking_blur"]) == (8, 8)  # an eighth of the model's size
+    detail = error_of(local_app.post("/api/invoke", json={"chunking_size": 12}), 400)
+    assert "chunking_size: must be a multiple of 8" in detail
+    assert "chunking_size: 72 px is more than the model's size, 64" in error_of(
+        local_app.post("/api/invoke", json={"chunking_size": 72}), 400
+    )

@@ -151,3 +151,29 @@ def test_scale_to_model_size_diffuses_at_the_models_size_and_returns_the_canvas(
     expected = np.asarray(at_model_size.resize((32, 48), Image.Resampling.LANCZOS), dtype=float)
     assert np.abs(np.asarray(got, dtype=float) - expected).max() <= 1
     assert np.abs(np.asarray(got, dtype=float) - unscaled).mean() > 5
+
+
+def test_a_canvas_larger_than_the_model_is_denoised_in_windows(paths: DataPaths) -> None:
+    from deployments.multidiffusion import chunked_denoise
+    from deployments.pipelines import generators, make_scheduler
+
+    write_diffusers_folder(tiny_sd15_pipeline(), paths.models("checkpoint") / "tiny")
+    role = BaseRole(str(paths.root))
+    loaded = role.load("tiny")
+    request = {"width": 128, "height": 64, "num_inference_steps": 3, "seed": 5, "scheduler": "ddim", "prompt": "a"}
+    (chunked,) = make_plan(
+        GenerationRequest(Checkpoint("tiny", 64), chunking_size=32, chunking_blur=16, **request), 0
+    ).steps  # type: ignore[arg-type]
+    (whole,) = make_plan(GenerationRequest(Checkpoint("tiny", 64), chunking_size=0, **request), 0).steps  # type: ignore[arg-type]
+    assert chunked.chunked and not whole.chunked
+
+    (got,) = pixels(run(role, loaded, chunked))
+    pipe = loaded.pipeline
+    (expected,) = chunked_denoise(
+        pipe, prompt="a", negative_prompt=None, width=128, height=64, window=64, stride=32, blur=16,
+        num_inference_steps=3, guidance_scale=chunked.guidance_scale, generator=generators((5,)),
+        scheduler=make_scheduler(pipe.scheduler.config, "ddim", 5),
+    )  # fmt: skip
+    assert got.shape == (64, 128, 3)
+    assert np.abs(got.astype(int) - np.asarray(expected, dtype=int)).max() <= 1
+    assert np.abs(got.astype(int) - pixels(run(role, loaded, whole))[0].astype(int)).mean() > 1

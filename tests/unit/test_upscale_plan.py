@@ -9,6 +9,7 @@ from deployments.plan import make_plan
 from deployments.request import Checkpoint, GenerationRequest, InputImage, Upscaling
 from deployments.steps import Diffuse, EachOutput, Inpaint, Refine, StepOutputs
 from deployments.upscale_plan import pass_scales, per_pass
+from serve_app.errors import BadRequestError
 from tests.images import png_bytes
 
 DEMO = Checkpoint(name="demo", size=64)
@@ -87,3 +88,25 @@ def test_background_removal_of_the_input_or_of_the_outputs() -> None:
     assert [type(step) for step in steps] == [Diffuse, RemoveBackground, Upscale]
     assert steps[1].inputs == (StepOutputs(0, 0), StepOutputs(0, 1))
     assert steps[1].to_dict()["inputs"] == [{"step": 0, "index": 0}, {"step": 0, "index": 1}]
+
+
+def test_chunking_defaults_to_an_eighth_of_the_model_and_only_text_and_image_steps_take_it() -> None:
+    step = make_plan(GenerationRequest(Checkpoint("c", 512), width=1024, height=512), 0).steps[0]
+    assert (step.window, step.chunking_size, step.chunking_blur, step.chunked) == (512, 64, 64, True)
+    step = make_plan(GenerationRequest(Checkpoint("c", 512), width=1024, height=512, chunking_size=0), 0).steps[0]
+    assert not step.chunked
+    step = make_plan(GenerationRequest(Checkpoint("c", 512), size=256, multi_scheduler="ddim"), 0).steps[0]
+    assert (step.size, step.window, step.chunking_size, step.multi_scheduler) == ((256, 256), 256, 32, "ddim")
+    assert not step.chunked  # the canvas is the model's size
+    with pytest.raises(BadRequestError, match="chunking_size: 600 px is more than the model's size, 512"):
+        make_plan(GenerationRequest(Checkpoint("c", 512), chunking_size=600), 0)
+
+
+def test_rediffusion_chunking_doubles_every_pass_up_to_half_the_model() -> None:
+    upscaling = Upscaling(16, iterative=True, methods=("nearest",), diffusion=True, chunking_size=16)
+    steps = plan(upscale=upscaling, chunking_blur=8).steps
+    again = [step for step in steps[1:] if isinstance(step, Diffuse)]
+    assert [step.chunking_size for step in again] == [16, 32, 32, 32]  # half of 64
+    assert [step.chunking_blur for step in again] == [8, 16, 32, 32]
+    fixed = Upscaling(4, iterative=True, methods=("nearest",), diffusion=True, scale_chunking_size=False)
+    assert [step.chunking_size for step in plan(upscale=fixed).steps if isinstance(step, Diffuse)][1:] == [8, 8]
