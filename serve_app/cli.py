@@ -1,4 +1,5 @@
-"""``enfugue-serve run``: start Ray (or join RAY_ADDRESS), deploy the app, serve until interrupted."""
+"""``enfugue-serve run``: start Ray (or join RAY_ADDRESS), deploy the app, serve until interrupted.
+``enfugue-serve batch``: run a JSONL file of invoke payloads through a running app (serve_app/batch.py)."""
 
 from __future__ import annotations
 
@@ -128,9 +129,42 @@ def main(argv: list[str] | None = None) -> int:
         help="require login (--no-auth: don't); default: as the `auth` setting says (off on a fresh start). "
         f"The default user is enfugue/enfugue unless {INITIAL_PASSWORD_VARIABLE} sets its first password.",
     )  # fmt: skip
+    batch = commands.add_parser("batch", help="run a JSONL file of invoke payloads through a running app")
+    batch.add_argument("prompts", type=Path, help="one /api/invoke payload (a JSON object) per line")
+    batch.add_argument("--out", type=Path, required=True, help="folder for the images and results.jsonl")
+    batch.add_argument(
+        "--url", default=os.environ.get("ENFUGUE_SERVE_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"),
+        help=f"the app's address (default: $ENFUGUE_SERVE_URL, else http://{DEFAULT_HOST}:{DEFAULT_PORT})",
+    )  # fmt: skip
+    batch.add_argument("--concurrency", type=int, default=2, help="invocations in flight at once (default 2)")
+    batch.add_argument("--token", help="a bearer token, when the app requires login")
+    batch.add_argument("--username", help="log in as this user (with --password) instead of --token")
+    batch.add_argument("--password", help="the password of --username")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "batch":
+        return run_batch_command(parser, args)
     return serve_forever(args.host, args.port, args.data_dir, args.auth)
+
+
+def run_batch_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from serve_app.batch import LineError, login, make_client, run_batch  # no Ray to run a batch
+
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    if (args.username is None) != (args.password is None):
+        parser.error("--username and --password go together")
+    if not args.prompts.is_file():
+        parser.error(f"{args.prompts}: no such file")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the bar
+    with make_client(args.url, args.token) as client:
+        if args.username is not None:
+            try:
+                client.headers["Authorization"] = "Bearer " + login(client, args.username, args.password)
+            except LineError as error:
+                _say(f"login failed: {error}")
+                return 1
+        return run_batch(args.prompts, args.out, client, args.concurrency)
 
 
 if __name__ == "__main__":
