@@ -58,3 +58,15 @@ def test_chunking_is_recorded_and_checked(local_app: TestClient) -> None:
     assert "chunking_size: 72 px is more than the model's size, 64" in error_of(
         local_app.post("/api/invoke", json={"chunking_size": 72}), 400
     )
+
+
+def test_inpainter_size_is_the_size_the_inpainter_scales_to(local_app: TestClient, data_dir: Path) -> None:
+    from tests.images import data_uri, gradient
+
+    write_fake_checkpoint(DataPaths(data_dir).models("checkpoint") / "inpainting")
+    body = {
+        "model": DEMO, "image": data_uri(gradient(64, 64)), "inpainter": "inpainting", "inpainter_size": 128,
+        "scale_to_model_size": True, "width": 64, "height": 96, "fit": "contain",
+    }  # fmt: skip
+    _, step = run(local_app, body)
+    assert (step["kind"], step["checkpoint"], step["model_size"]) == ("inpaint", "inpainting", 128)
