@@ -6,7 +6,6 @@ both come through here.
 
 # No `from __future__ import annotations` here: Serve reads build_app's annotation at run time
 # to validate `serve run ... key=value` arguments into AppArgs, and a string would not do.
-import ray
 from ray.serve import Application
 
 from deployments.base import Base, Inpainter, Refiner
@@ -14,33 +13,26 @@ from deployments.downloads import Downloads
 from deployments.planner import Planner
 from deployments.upscaler import Upscaler
 from serve_app import __version__
-from serve_app.config import AppArgs, ReplicaOptions
+from serve_app.config import AppArgs
 from serve_app.ingress import Ingress
 from storage.files import DataPaths
 from storage.store import Store
 
 # Model roles never reach a model hub; a stray download attempt fails at once instead of hanging.
-_OFFLINE = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
-
-
-def _gpus(options: ReplicaOptions) -> float:
-    if options.num_gpus is not None:
-        return options.num_gpus
-    has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
-    return 1.0 if has_gpus else 0.0
+# GPU use is declared: Ray hides the node's GPUs from a replica that declared none (by default
+# it leaves CUDA_VISIBLE_DEVICES alone at num_gpus=0, and torch would find the GPU anyway).
+_MODEL_ENV = {"env_vars": {"HF_HUB_OFFLINE": "1", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
 
 
 def build_app(args: AppArgs) -> Application:
+    """Every role's deployment options come from ``args``: those set, over its decorator's defaults."""
     data_dir = str(DataPaths(args.data_dir).ensure().root)
     initial_password = args.initial_password.get_secret_value() if args.initial_password else None
-    store = Store.options(ray_actor_options={"num_cpus": args.store.num_cpus}).bind(
+    store = Store.options(**args.store.deployment_options()).bind(
         data_dir, __version__, args.token_days, initial_password, args.auth, args.intermediate_max_age_s
     )
     roles = {
-        name: deployment.options(
-            num_replicas=options.num_replicas,
-            ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": _gpus(options), "runtime_env": _OFFLINE},
-        ).bind(data_dir)
+        name: deployment.options(**options.deployment_options(_MODEL_ENV)).bind(data_dir)
         for name, deployment, options in (
             ("base", Base, args.base),
             ("inpainter", Inpainter, args.inpainter),
@@ -48,12 +40,6 @@ def build_app(args: AppArgs) -> Application:
             ("upscaler", Upscaler, args.upscaler),
         )  # fmt: skip
     }
-    planner = Planner.options(
-        num_replicas=args.planner.num_replicas, ray_actor_options={"num_cpus": args.planner.num_cpus}
-    ).bind(store, roles, data_dir, __version__)
-    downloads = Downloads.options(ray_actor_options={"num_cpus": args.downloads.num_cpus}).bind(
-        data_dir, args.max_download_bytes
-    )
-    return Ingress.options(
-        num_replicas=args.ingress.num_replicas, ray_actor_options={"num_cpus": args.ingress.num_cpus}
-    ).bind(store, planner, downloads, args, __version__)
+    planner = Planner.options(**args.planner.deployment_options()).bind(store, roles, data_dir, __version__)
+    downloads = Downloads.options(**args.downloads.deployment_options()).bind(data_dir, args.max_download_bytes)
+    return Ingress.options(**args.ingress.deployment_options()).bind(store, planner, downloads, args, __version__)

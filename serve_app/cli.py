@@ -76,6 +76,7 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
             serve.start(http_options={"host": host, "port": port})
         if not stop.is_set():
             args = AppArgs(data_dir=paths.root, auth=auth, initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE))
+            args = with_local_gpus(args, 0 if joined else ray.cluster_resources().get("GPU", 0))
             serve.run(build_app(args), name=APP_NAME, route_prefix="/")
             _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
             _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
@@ -88,6 +89,21 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
         # A cluster this command started goes with it, replicas and all.
         ray.shutdown()
     return 0
+
+
+def with_local_gpus(args: AppArgs, gpus: float) -> AppArgs:
+    """The app on this machine's GPUs: the four model roles share them (a whole one each at most).
+
+    GPU use is declared, never guessed at deploy time: this command declares the GPUs of the
+    cluster it started itself; on a cluster, the Serve config declares them."""
+    if not gpus:
+        return args
+    share = min(1.0, gpus / len(MODEL_ROLES))
+    update = {role: getattr(args, role).model_copy(update={"num_gpus": share}) for role in MODEL_ROLES}
+    return args.model_copy(update=update)
+
+
+MODEL_ROLES = ("base", "inpainter", "refiner", "upscaler")
 
 
 def _stop_on_signals() -> threading.Event:

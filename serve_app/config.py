@@ -7,24 +7,80 @@ in DuckDB, changed through ``POST /api/settings`` and owned by the Store.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from platformdirs import user_cache_dir
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 
 def default_data_dir() -> Path:
     return Path(user_cache_dir("enfugue-serve", appauthor=False))
 
 
+# The roles that run models: one job per replica at a time (a diffusers pipeline is not thread-safe).
+MODEL_ROLES = ("base", "inpainter", "refiner", "upscaler")
+_ACTOR_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"}
+
+
 class ReplicaOptions(BaseModel):
-    """Deploy-time resources of one role; the defaults suit one machine."""
+    """Serve deployment options of one role. Unset ones (None) keep the deployment's own
+    defaults: one replica, and its decorator's request limit, health checks and shutdown."""
 
     model_config = ConfigDict(extra="forbid")
 
-    num_replicas: int = Field(default=1, ge=1)
-    num_cpus: float = Field(default=1.0, ge=0)
-    # None: one GPU per replica when the Ray cluster has GPUs, none otherwise.
-    num_gpus: float | None = Field(default=None, ge=0)
+    # A fixed count, or "auto" / an autoscaling_config (Serve's own keys and validation).
+    num_replicas: PositiveInt | Literal["auto"] | None = None
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: PositiveInt | None = None
+    graceful_shutdown_timeout_s: NonNegativeFloat | None = None
+    health_check_period_s: PositiveFloat | None = None
+    health_check_timeout_s: PositiveFloat | None = None
+    # Placement. GPUs are declared, never guessed: 0 runs a model role on the CPU even on a
+    # GPU node; a fraction shares one GPU between replicas.
+    num_cpus: NonNegativeFloat = 1.0
+    num_gpus: NonNegativeFloat = 0.0
+    memory: PositiveInt | None = None  # bytes
+    resources: dict[str, NonNegativeFloat] | None = None  # custom node resources
+    accelerator_type: str | None = None  # e.g. "A10G": only nodes with that accelerator
+    max_replicas_per_node: PositiveInt | None = None
+    placement_group_bundles: list[dict[str, NonNegativeFloat]] | None = None
+    placement_group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] | None = None
+
+    @field_validator("autoscaling_config")
+    @classmethod
+    def _serve_autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from ray.serve.config import AutoscalingConfig  # here: ray takes seconds to import
+
+            unknown = sorted(set(value) - set(AutoscalingConfig.model_fields))
+            if unknown:
+                raise ValueError(f"unknown autoscaling_config keys {unknown}; see ray.serve.config.AutoscalingConfig")
+            AutoscalingConfig(**value)
+        return value
+
+    @model_validator(mode="after")
+    def _count_or_autoscaling(self) -> ReplicaOptions:
+        if self.autoscaling_config is not None and isinstance(self.num_replicas, int):
+            raise ValueError(f"num_replicas={self.num_replicas} with autoscaling_config: leave it unset or 'auto'")
+        return self
+
+    def deployment_options(self, runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``Deployment.options``: only the options that are set."""
+        actor = self.model_dump(include=_ACTOR_KEYS, exclude_none=True)
+        if runtime_env:
+            actor["runtime_env"] = runtime_env
+        serve = self.model_dump(exclude=_ACTOR_KEYS, exclude_none=True)
+        return {**serve, "ray_actor_options": actor}
 
 
 class AppArgs(BaseModel):
@@ -44,6 +100,8 @@ class AppArgs(BaseModel):
     ingress: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     store: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    # Model roles run on the CPU unless their num_gpus is declared (the Serve config of a GPU
+    # cluster, or `enfugue-serve run` on a machine with a GPU).
     base: ReplicaOptions = Field(default_factory=ReplicaOptions)
     # Inpainting with a configured inpainter checkpoint (without one, the base inpaints), and
     # refining. Their replicas load a model only when such a job comes; a quarter CPU each keeps
@@ -66,6 +124,19 @@ class AppArgs(BaseModel):
 
     @model_validator(mode="after")
     def _one_store(self) -> AppArgs:
-        if self.store.num_replicas != 1:
-            raise ValueError("store.num_replicas must be 1: only one process may open the DuckDB file")
+        if self.store.num_replicas not in (None, 1) or self.store.autoscaling_config is not None:
+            raise ValueError(
+                f"store.num_replicas must be 1 (got {self.store.num_replicas!r}) and store.autoscaling_config "
+                "unset: only one process may open the DuckDB file"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_job_per_model_replica(self) -> AppArgs:
+        for name in MODEL_ROLES:
+            limit = getattr(self, name).max_ongoing_requests
+            if limit not in (None, 1):
+                raise ValueError(
+                    f"{name}.max_ongoing_requests must be 1 (got {limit}): a replica runs one job at a time"
+                )
         return self

@@ -1,29 +1,90 @@
-"""The cluster's Serve config is valid for Serve and for the app builder's typed arguments."""
+"""The cluster's Serve config and cluster launcher config are valid for Ray's own schemas, and the
+Serve config's options reach the deployments through the app builder's typed arguments."""
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
+from typing import Any
 
+import jsonschema
+import ray.autoscaler
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from serve_app.config import AppArgs
+from tests.unit.test_app_options import MODEL_DEPLOYMENTS, deployments_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _serve_config() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "serve_app" / "serve_config.yaml").read_text())
+
+
+def _cluster() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
 def test_serve_config_validates() -> None:
-    config = yaml.safe_load((ROOT / "serve_app" / "serve_config.yaml").read_text())
+    config = _serve_config()
     ServeDeploySchema(**config)
     (application,) = config["applications"]
     assert application["import_path"] == "serve_app.app:build_app"
     args = AppArgs(**application["args"])
-    assert args.base.num_gpus == 1 and args.store.num_replicas == 1
+    assert args.store.num_replicas is None and args.store.autoscaling_config is None  # the one Store
+    for role in (args.base, args.inpainter, args.refiner, args.upscaler):
+        assert role.num_gpus == 1 and role.graceful_shutdown_timeout_s == 600
+        assert role.autoscaling_config is not None and role.autoscaling_config["target_ongoing_requests"] == 1
 
 
-def test_cluster_yaml_has_gpu_workers() -> None:
-    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
-    assert cluster["available_node_types"]["gpu_worker"]["max_workers"] >= 1
+def test_serve_config_options_reach_the_deployments(tmp_path: Path) -> None:
+    (application,) = _serve_config()["applications"]
+    deployments = deployments_of(AppArgs(**{**application["args"], "data_dir": tmp_path}))
+    base = deployments["Base"]
+    scaling = base._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 5, 1)
+    assert (scaling.upscale_delay_s, scaling.downscale_delay_s) == (10, 600)
+    assert base._deployment_config.max_ongoing_requests == 1
+    assert base._deployment_config.graceful_shutdown_timeout_s == 600
+    assert (base.ray_actor_options["num_gpus"], base.ray_actor_options["accelerator_type"]) == (1, "A10G")
+    for name in MODEL_DEPLOYMENTS[1:]:
+        assert deployments[name]._deployment_config.autoscaling_config.min_replicas == 0
+    for name in ("Ingress", "Store", "Planner", "Downloads"):
+        assert deployments[name].ray_actor_options["resources"] == {"enfugue_head": 0.01}
+    assert deployments["Store"]._deployment_config.num_replicas == 1
+    assert deployments["Ingress"]._deployment_config.num_replicas == 2
+
+
+def test_cluster_yaml_validates_against_rays_schema() -> None:
+    cluster = _cluster()
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    jsonschema.validate(cluster, schema)
+    # And as `ray up` sees it: the provider's defaults filled in, then Ray's own validation.
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(cluster)))
+
+
+def test_cluster_has_a_cpu_head_and_gpu_workers_from_zero() -> None:
+    cluster = _cluster()
+    types = cluster["available_node_types"]
+    head = types.pop(cluster["head_node_type"])
+    assert "GPU" not in head["resources"] and head["node_config"]["InstanceType"].startswith("m")
+    assert types and all(node["min_workers"] == 0 and node["max_workers"] >= 1 for node in types.values())
+    # The CPU roles' custom resource is the head's.
+    (application,) = _serve_config()["applications"]
+    for role in ("ingress", "store", "planner", "downloads"):
+        assert set(application["args"][role]["resources"]) <= set(head["resources"])
+
+
+def test_cluster_installs_the_package_and_deploys_the_serve_config() -> None:
+    cluster = _cluster()
+    installs = cluster["head_setup_commands"] + cluster["worker_setup_commands"]
+    assert len(installs) == 2 and all("pip install" in c and "enfugue-serve" in c for c in installs)
+    (mounted,) = (remote for remote, local in cluster["file_mounts"].items() if local == "serve_app/serve_config.yaml")
+    assert f"serve deploy {mounted}" in cluster["head_start_ray_commands"]
 
 
 def test_serve_run_gets_typed_builder_arguments() -> None:

@@ -1,0 +1,134 @@
+"""Per-role Serve options reach the deployments through the typed builder; nothing is guessed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.config import AppArgs, ReplicaOptions
+
+
+def deployments_of(args: AppArgs) -> dict[str, Any]:
+    """The finished deployments ``serve.run`` would deploy, by name, built without Ray."""
+    import ray
+    from ray.serve._private.build_app import build_app as build_deployments  # what serve.run uses
+
+    from serve_app.app import build_app
+
+    built = build_deployments(build_app(args), name="enfugue", make_deployment_handle=lambda d, _: d.name)
+    assert not ray.is_initialized()
+    return {deployment.name: deployment for deployment in built.deployments}
+
+
+MODEL_DEPLOYMENTS = ("Base", "Inpainter", "Refiner", "Upscaler")
+
+
+def test_defaults_keep_the_decorators_options_and_declare_no_gpu(tmp_path: Path) -> None:
+    from deployments.base import Base
+
+    deployments = deployments_of(AppArgs(data_dir=tmp_path))
+    assert set(deployments) == {"Ingress", "Store", "Planner", "Downloads", *MODEL_DEPLOYMENTS}
+    decorated = Base._deployment_config
+    for name in MODEL_DEPLOYMENTS:
+        config, actor = deployments[name]._deployment_config, deployments[name].ray_actor_options
+        assert actor["num_gpus"] == 0, name
+        assert actor["runtime_env"]["env_vars"]["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] == "1"
+        assert (config.num_replicas, config.autoscaling_config, config.max_ongoing_requests) == (1, None, 1)
+        assert config.health_check_period_s == decorated.health_check_period_s
+        assert config.graceful_shutdown_timeout_s == decorated.graceful_shutdown_timeout_s
+    assert deployments["Store"]._deployment_config.max_ongoing_requests == 1000
+    assert deployments["Ingress"]._deployment_config.max_ongoing_requests == 200
+    assert deployments["Planner"].ray_actor_options == {"num_cpus": 0.1, "num_gpus": 0}
+
+
+def test_only_the_options_that_are_set_are_passed() -> None:
+    assert ReplicaOptions().deployment_options() == {"ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.0}}
+    options = ReplicaOptions(num_replicas="auto", resources={"enfugue_head": 0.01}, memory=2**30)
+    assert options.deployment_options({"env_vars": {"A": "1"}}) == {
+        "num_replicas": "auto",
+        "ray_actor_options": {
+            "num_cpus": 1.0,
+            "num_gpus": 0.0,
+            "memory": 2**30,
+            "resources": {"enfugue_head": 0.01},
+            "runtime_env": {"env_vars": {"A": "1"}},
+        },
+    }
+
+
+def test_every_option_reaches_its_deployment(tmp_path: Path) -> None:
+    upscaler = {
+        "num_cpus": 2,
+        "num_gpus": 0.5,
+        "accelerator_type": "L4",
+        "max_replicas_per_node": 2,
+        "health_check_period_s": 5,
+        "health_check_timeout_s": 7,
+        "graceful_shutdown_timeout_s": 900,
+        "autoscaling_config": {"min_replicas": 0, "max_replicas": 3, "upscale_delay_s": 1, "downscale_delay_s": 2},
+    }
+    planner = {"num_replicas": 3, "max_ongoing_requests": 50, "placement_group_bundles": [{"CPU": 1}]}
+    deployments = deployments_of(AppArgs(data_dir=tmp_path, upscaler=upscaler, planner=planner))
+    config, actor = deployments["Upscaler"]._deployment_config, deployments["Upscaler"].ray_actor_options
+    scaling = config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas, scaling.upscale_delay_s, scaling.downscale_delay_s) == (
+        0,
+        3,
+        1,
+        2,
+    )
+    assert (config.health_check_period_s, config.health_check_timeout_s, config.graceful_shutdown_timeout_s) == (
+        5,
+        7,
+        900,
+    )
+    assert (actor["num_cpus"], actor["num_gpus"], actor["accelerator_type"]) == (2, 0.5, "L4")
+    assert deployments["Upscaler"]._replica_config.max_replicas_per_node == 2
+    assert deployments["Upscaler"]._deployment_config.max_ongoing_requests == 1  # the role's own limit
+    planner_config = deployments["Planner"]._deployment_config
+    assert (planner_config.num_replicas, planner_config.max_ongoing_requests) == (3, 50)
+    assert deployments["Planner"]._replica_config.placement_group_bundles == [{"CPU": 1}]
+
+
+@pytest.mark.parametrize(
+    ("options", "detail"),
+    [
+        ({"num_replicas": 2, "autoscaling_config": {"max_replicas": 2}}, "leave it unset or 'auto'"),
+        ({"autoscaling_config": {"max_replica": 2}}, "unknown autoscaling_config keys ['max_replica']"),
+        ({"autoscaling_config": {"min_replicas": 3, "max_replicas": 2}}, "max_replicas (2) must be greater"),
+        ({"num_replicas": 0}, "greater than 0"),
+        ({"num_gpu": 1}, "Extra inputs are not permitted"),
+        ({"num_gpus": -1}, "greater than or equal to 0"),
+        ({"placement_group_strategy": "TIGHT"}, "'PACK', 'SPREAD', 'STRICT_PACK' or 'STRICT_SPREAD'"),
+    ],
+)
+def test_invalid_options_are_refused(options: dict[str, Any], detail: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        AppArgs(base=options)
+    assert detail in str(raised.value)
+
+
+@pytest.mark.parametrize("store", [{"num_replicas": 2}, {"num_replicas": "auto"}, {"autoscaling_config": {}}])
+def test_the_store_has_exactly_one_replica(store: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="only one process may open the DuckDB file"):
+        AppArgs(store=store)
+
+
+def test_a_model_role_runs_one_job_at_a_time() -> None:
+    with pytest.raises(ValidationError, match=r"refiner.max_ongoing_requests must be 1 \(got 2\)"):
+        AppArgs(refiner={"max_ongoing_requests": 2})
+    assert AppArgs(ingress={"max_ongoing_requests": 2}).ingress.max_ongoing_requests == 2
+
+
+def test_the_cli_declares_the_gpus_of_the_cluster_it_starts(tmp_path: Path) -> None:
+    from serve_app.cli import MODEL_ROLES, with_local_gpus
+
+    args = AppArgs(data_dir=tmp_path)
+    assert with_local_gpus(args, 0) == args
+    shared = with_local_gpus(args, 1)
+    assert [getattr(shared, role).num_gpus for role in MODEL_ROLES] == [0.25] * 4
+    assert shared.ingress.num_gpus == 0 and shared.base.num_cpus == args.base.num_cpus
+    assert [getattr(with_local_gpus(args, 8), role).num_gpus for role in MODEL_ROLES] == [1.0] * 4
