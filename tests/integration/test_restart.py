@@ -33,7 +33,7 @@ def test_a_restart_keeps_history_and_ends_what_was_unfinished(ray_serve: str, tm
         with httpx.Client(base_url=ray_serve, timeout=60) as http:
             done = _finished(http, _invoke(http, prompt="kept", width=64, height=64, num_inference_steps=2)["uuid"])
             image = http.get("/api/invocation/" + done["images"][0]).content
-            slow = {"width": 256, "height": 256, "num_inference_steps": 400}
+            slow = {"width": 256, "height": 256, "num_inference_steps": 400, "chunking_size": 0}
             running = _invoke(http, **slow)["uuid"]
             queued = _invoke(http, **slow)["uuid"]
             wait_for(lambda: http.get(f"/api/invocation/{running}").json()["data"], lambda s: (s["step"] or 0) >= 1)

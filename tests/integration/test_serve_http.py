@@ -78,7 +78,7 @@ def test_bad_input_is_a_400_and_the_server_keeps_serving(http: httpx.Client) -> 
 
 
 def test_cancel_closes_the_role_stream_and_the_queued_job_starts(http: httpx.Client) -> None:
-    long = _invoke(http, prompt="long", width=256, height=256, num_inference_steps=400, seed=1)["uuid"]
+    long = _invoke(http, prompt="long", width=256, height=256, num_inference_steps=400, seed=1, chunking_size=0)["uuid"]
     seen = wait_for(lambda: http.get(f"/api/invocation/{long}").json()["data"], lambda s: (s["step"] or 0) >= 2)
     assert seen["status"] == "processing" and seen["total"] >= 400  # PNDM, the default, adds one
     quick = _invoke(http, prompt="next", width=64, height=64, num_inference_steps=2, seed=2)["uuid"]
@@ -93,7 +93,9 @@ def test_cancel_closes_the_role_stream_and_the_queued_job_starts(http: httpx.Cli
 
 
 def test_the_event_stream_ends_at_completed_with_the_fields_of_the_last_poll(http: httpx.Client) -> None:
-    uuid = _invoke(http, prompt="streamed", width=128, height=128, num_inference_steps=20, seed=3)["uuid"]
+    uuid = _invoke(http, prompt="streamed", width=128, height=128, num_inference_steps=20, seed=3, chunking_size=0)[
+        "uuid"
+    ]
     statuses = []
     with http.stream("GET", f"/api/invocation/{uuid}/events") as events:
         assert events.headers["content-type"].startswith("text/event-stream")
@@ -115,7 +117,7 @@ def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> 
             body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
             assert http.post("/api/users", json=body, headers=admin).status_code == 200
         ann, ben = ({"Authorization": "Bearer " + _login(http, name, "pw")} for name in ("ann", "ben"))
-        slow = {"width": 256, "height": 256, "num_inference_steps": 400}
+        slow = {"width": 256, "height": 256, "num_inference_steps": 400, "chunking_size": 0}
         hers = http.post("/api/invoke", json=slow, headers=ann).json()["data"]["uuid"]
         his = http.post("/api/invoke", json=slow, headers=ben).json()["data"]["uuid"]
         assert http.post("/api/invocation/stop", headers=ann).json()["data"] == {"cancelled": [hers]}
