@@ -40,11 +40,11 @@ from deployments.pipelines import (
     make_scheduler,
     place,
 )
-from deployments.role import Reporter, Stopped, role_deployment
+from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.safety import SafetyChecker, SafetyCheckerError, flagged, load_safety_checker
 from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
 from serve_app.errors import BadRequestError
-from storage.files import DataPaths, UnsafePathError, find_model
+from storage.files import DataPaths
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +89,7 @@ class BaseRole:
         return Loaded(place(pipeline, self.device), controlnet)
 
     def _find(self, kind: str, name: str, field: str) -> Path:
-        try:
-            path = find_model(self._paths.models(kind), name)
-        except UnsafePathError as error:
-            raise BadRequestError(f"{field}: {error}") from error
-        if path is None:
-            raise BadRequestError(f"{field}: no {kind} named {name!r}")
-        return path
+        return model_file(self._paths, kind, name, field)
 
     def run(
         self,

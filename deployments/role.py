@@ -17,12 +17,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from PIL import Image
 from ray import serve
 
-from serve_app.errors import APIError
+from serve_app.errors import APIError, BadRequestError
+from storage.files import DataPaths, UnsafePathError, find_model
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,17 @@ class Reporter:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def model_file(paths: DataPaths, kind: str, name: str, field: str) -> Path:
+    """The file ``name`` in the ``kind`` model folder, or 400 naming ``field`` (a role's load)."""
+    try:
+        path = find_model(paths.models(kind), name)
+    except UnsafePathError as error:
+        raise BadRequestError(f"{field}: {error}") from error
+    if path is None:
+        raise BadRequestError(f"{field}: no {kind} named {name!r}")
+    return path
 
 
 class Role(Protocol):

@@ -19,10 +19,10 @@ from PIL import Image
 from deployments.background import SegmenterError, load_segmenter, remove_background
 from deployments.image_steps import PILLOW_MODEL, RemoveBackground, Upscale
 from deployments.pipelines import device_and_dtype
-from deployments.role import Reporter, Stopped, role_deployment
+from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.upscaling import UpscalerError, load_upscaler, resize, upscale
 from serve_app.errors import BadRequestError
-from storage.files import DataPaths, UnsafePathError, find_model
+from storage.files import DataPaths
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +43,7 @@ class UpscalerRole:
         if folder not in _FOLDERS:
             raise BadRequestError(f"model: {model_id!r:.80} is not an upscaler or background model")
         field = _FOLDERS[folder]
-        try:
-            path = find_model(self._paths.models(folder), name)
-        except UnsafePathError as error:
-            raise BadRequestError(f"{field}: {error}") from error
-        if path is None:
-            raise BadRequestError(f"{field}: no file {name!r} in the {folder} folder")
+        path = model_file(self._paths, folder, name, field)
         try:
             if folder == "background":
                 return load_segmenter(path)
