@@ -12,14 +12,12 @@ from serve_app.config import AppArgs, ReplicaOptions
 
 
 def deployments_of(args: AppArgs) -> dict[str, Any]:
-    """The finished deployments ``serve.run`` would deploy, by name, built without Ray."""
-    import ray
+    """The finished deployments ``serve.run`` would deploy, by name (building them needs no Ray)."""
     from ray.serve._private.build_app import build_app as build_deployments  # what serve.run uses
 
     from serve_app.app import build_app
 
     built = build_deployments(build_app(args), name="enfugue", make_deployment_handle=lambda d, _: d.name)
-    assert not ray.is_initialized()
     return {deployment.name: deployment for deployment in built.deployments}
 
 
