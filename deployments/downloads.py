@@ -24,6 +24,7 @@ import httpx
 from ray import serve
 
 from serve_app.errors import BadRequestError, StateConflictError, TooManyRequestsError
+from serve_app.metrics import downloaded
 from serve_app.remote import errors_as_values
 from storage.files import MODEL_EXTENSIONS, MODEL_KINDS, DataPaths
 
@@ -165,6 +166,7 @@ class Downloader:
                             download.downloaded += len(chunk)
                             self._check_size(download.downloaded)
                             file.write(chunk)
+                            downloaded(len(chunk))
                     if download.total is not None and download.downloaded != download.total:
                         raise BadRequestError(f"the transfer ended at {download.downloaded} of {download.total} bytes")
                     return

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ from ray import serve
 from ray.exceptions import RayActorError
 
 from deployments.image_steps import Composite, RemoveBackground, Upscale
-from deployments.plan import Plan, Step, make_plan
+from deployments.plan import DENOISE, Plan, Step, make_plan
 from deployments.progress import ProgressWriter
 from deployments.request import GenerationRequest
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
 from deployments.steps import StepOutputs
 from serve_app.errors import APIError
+from serve_app.metrics import denoising_steps
 from serve_app.remote import Remote
 from storage.files import DataPaths
 from storage.images import FLAGGED, image_name, intermediate_name, write_png
@@ -172,17 +174,21 @@ class Planner:
         role = self._roles[step.role].options(stream=True, multiplexed_model_id=step.model_id)
         events = role.generate.remote(step, inputs)
         total = step.expected_steps
+        rate = _Rate()
         try:
             async for event in events:
                 if isinstance(event, Started):
                     writer.update(done, done + total + remaining)
                 elif isinstance(event, Progress):
                     total = event.total
+                    rate.observe(event.step)
                     writer.update(done + event.step, done + total + remaining)
                 elif isinstance(event, Intermediate):
                     names = await asyncio.to_thread(self._show, job, done + event.step, event.images)
                     writer.update(done + event.step, done + total + remaining, names)
                 elif isinstance(event, Outputs):
+                    if isinstance(step, DENOISE):  # an upscale's progress counts tiles
+                        rate.record(step.role)
                     return event.images, total
                 elif isinstance(event, APIError):
                     raise event
@@ -229,6 +235,27 @@ class Planner:
             names.append(image_name(uuid, index))
             write_png(self._images, names[-1], image, text)
         return names
+
+
+class _Rate:
+    """Steps per second of one step's run, from its progress events: the time from the first to the
+    last (a model load before the first is not denoising)."""
+
+    def __init__(self) -> None:
+        self._first: tuple[int, float] | None = None
+        self._last: tuple[int, float] | None = None
+
+    def observe(self, step: int) -> None:
+        self._last = (step, time.monotonic())
+        self._first = self._first or self._last
+
+    def record(self, role: str) -> None:
+        if self._first is None or self._last is None:
+            return
+        (first, began), (last, ended) = self._first, self._last
+        # The steps before the first event ran at the same pace (or it is the only one: unknown).
+        seconds = (ended - began) * last / (last - first) if last > first else 0.0
+        denoising_steps(role, last, seconds)
 
 
 # What a user is told of a failure that is not their request's fault; the log has the details.

@@ -24,6 +24,7 @@ from PIL import Image
 from ray import serve
 
 from serve_app.errors import APIError, BadRequestError
+from serve_app.metrics import model_loaded
 from storage.files import DataPaths, UnsafePathError, find_model
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,12 @@ class RoleDeployment:
 
     @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
     async def model(self, model_id: str) -> Any:
-        return await asyncio.to_thread(self._role.load, model_id)
+        began = time.monotonic()
+        loaded = await asyncio.to_thread(self._role.load, model_id)
+        seconds = time.monotonic() - began
+        model_loaded(type(self).__name__.lower(), seconds)
+        logger.info("loaded %s in %.1f s", model_id, seconds)
+        return loaded
 
     async def generate(self, step: Any, inputs: list[Image.Image]) -> AsyncIterator[Event]:
         """Consumed with ``handle.options(stream=True, multiplexed_model_id=step.model_id)``."""

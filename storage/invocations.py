@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid as uuids
 from pathlib import Path
 from typing import Any
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
+from serve_app.metrics import invocation_ended, queue_depth, queue_seconds
 from storage.accounts import Caller
 from storage.images import IMAGE_NAME, INTERMEDIATE_NAME
 from storage.leases import Leases
@@ -38,6 +40,7 @@ class Invocations:
         self._live: dict[str, LiveProgress] = {}
         # Admitted and not yet started, by owner, kept here: the queue limits are checked on every invoke.
         self._queued: dict[str, int] = {}
+        self._admitted: dict[str, float] = {}  # time.monotonic() of each queued one's admission
         self._changes = Changes()
         self._leases = leases or Leases()
         interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
@@ -63,7 +66,9 @@ class Invocations:
                 )
             record = self._db.create_invocation(uuids.uuid4().hex, user_id, request)
             self._queued[record["uuid"]] = user_id
+            self._admitted[record["uuid"]] = time.monotonic()
             self._leases.grant(record["uuid"])
+            queue_depth(len(self._queued))
         self._changes.notify(record["uuid"])
         return self._status(record)
 
@@ -79,7 +84,7 @@ class Invocations:
                 if not self._active(uuid):
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
-                self._queued.pop(uuid, None)  # started: out of the queue, still leased
+                self._dequeue(uuid)  # started: out of the queue, still leased
                 self._db.update_invocation(
                     uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
                 )
@@ -101,6 +106,7 @@ class Invocations:
                 # It finished before any progress reached the Store: it started when it ended.
                 **({"started": ended} if live is None else {}), **({"plan": plan} if plan else {}),
             )  # fmt: skip
+        invocation_ended("completed")
         self._changes.notify(uuid)
         return True
 
@@ -209,13 +215,20 @@ class Invocations:
                 step=live.step if live else None, total=live.total if live else None,
                 **({"plan": plan} if plan else {}),
             )  # fmt: skip
+        invocation_ended(status)
         self._changes.notify(uuid)
 
     def _forget(self, uuid: str) -> LiveProgress | None:
         """Drop what is held in memory of an invocation that ends; its live progress, if any."""
-        self._queued.pop(uuid, None)
+        self._dequeue(uuid)
         self._leases.release(uuid)
         return self._live.pop(uuid, None)
+
+    def _dequeue(self, uuid: str) -> None:
+        """Out of the queue: started, or ended before it started."""
+        if self._queued.pop(uuid, None) is not None:
+            queue_seconds(time.monotonic() - self._admitted.pop(uuid))
+            queue_depth(len(self._queued))
 
     def _active(self, uuid: str) -> bool:
         record = self._db.invocation(uuid)

@@ -19,7 +19,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def metrics_port() -> int:
+    """Where the session cluster's node serves its Prometheus metrics."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> Iterator[str]:
     """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
     import ray
     from ray import serve
@@ -31,6 +37,9 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         include_dashboard=False,
         _temp_dir=str(tmp_path_factory.mktemp("ray")),
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
+        _metrics_export_port=metrics_port,
+        # Metrics reach the endpoint within a second, not Ray's default ten.
+        _system_config={"metrics_report_interval_ms": 1000},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,16 @@ def test_serve_run_gets_typed_builder_arguments() -> None:
     from serve_app.app import build_app
 
     assert inspect.signature(build_app).parameters["args"].annotation is AppArgs
+
+
+def test_the_dashboard_plots_only_metrics_the_app_records() -> None:
+    dashboard = json.loads((ROOT / "serve_app" / "grafana_dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    plotted = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for expr in expressions
+        for name in re.findall(r"ray_(enfugue_\w+)", expr)
+    }
+    recorded = set(re.findall(r'"(enfugue_\w+)"', (ROOT / "serve_app" / "metrics.py").read_text()))
+    assert plotted == recorded, plotted ^ recorded
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])

@@ -23,6 +23,7 @@ LEAVES = frozenset(
         "serve_app.upscale_schemas",
         "serve_app.node_schemas",
         "serve_app.datauri",
+        "serve_app.metrics",
     }  # fmt: skip
 )
 
