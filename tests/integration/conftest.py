@@ -34,6 +34,8 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> It
     # Logical CPUs: replicas reserve fractions of them; the machine has 2 real cores.
     ray.init(
         num_cpus=8,
+        # As the head of cluster.yaml: the Serve config pins the CPU roles to it (test_serve_config).
+        resources={"enfugue_head": 1},
         include_dashboard=False,
         _temp_dir=str(tmp_path_factory.mktemp("ray")),
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
@@ -41,7 +43,8 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> It
         # Metrics reach the endpoint within a second, not Ray's default ten.
         _system_config={"metrics_report_interval_ms": 1000},
     )
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    # One HTTP proxy, on the head: a second node on this machine (test_two_nodes) would want the same port.
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
