@@ -17,20 +17,21 @@ from safetensors import safe_open
 
 from deployments.steps import Denoise
 from serve_app.errors import BadRequestError
-from storage.files import DataPaths
+from storage.shared import SharedStorage
 
 
 @contextlib.contextmanager
-def applied(pipeline: Any, step: Denoise, paths: DataPaths) -> Iterator[None]:
-    """``pipeline`` with the step's adapters at their weights and its inversions, for the block."""
+def applied(pipeline: Any, step: Denoise, storage: SharedStorage) -> Iterator[None]:
+    """``pipeline`` with the step's adapters at their weights and its inversions, for the block
+    (their files as ``storage`` copies them to this node)."""
     names: list[str] = []
     encoders = _text_encoders(pipeline)
     before = [_added_tokens(tokenizer) for tokenizer, _ in encoders]
     try:
         for index, adapter in enumerate(step.adapters):
             name = f"{adapter.kind}-{index}"
-            path = paths.models(adapter.kind) / adapter.name
             try:
+                path = storage.local_copy(adapter.kind, adapter.name)
                 pipeline.load_lora_weights(str(path), adapter_name=name)
             except (OSError, ValueError, KeyError, RuntimeError) as error:
                 raise BadRequestError(f"{adapter.kind}: {adapter.name} could not be applied ({error})"[:500]) from error
@@ -40,7 +41,7 @@ def applied(pipeline: Any, step: Denoise, paths: DataPaths) -> Iterator[None]:
         if names:
             pipeline.set_adapters(names, [adapter.weight for adapter in step.adapters])
         for name in step.inversions:
-            _load_inversion(pipeline, paths.models("inversion") / name)
+            _load_inversion(pipeline, storage, name)
         yield
     finally:
         if names:
@@ -68,11 +69,13 @@ def _added_tokens(tokenizer: Any) -> set[str]:
     return {token.content for token in tokenizer.added_tokens_decoder.values() if not token.special}
 
 
-def _load_inversion(pipeline: Any, path: Path) -> None:
+def _load_inversion(pipeline: Any, storage: SharedStorage, name: str) -> None:
     """Load one textual inversion; its token is the file's stem (as A1111 and Enfugue name them).
     An SDXL embedding carries one vector set per text encoder (clip_l, clip_g)."""
+    path = Path(name)
     token = path.stem
     try:
+        path = storage.local_copy("inversion", name)
         state = _read(path)
         if "clip_l" in state and "clip_g" in state:
             encoders = _text_encoders(pipeline)

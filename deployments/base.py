@@ -45,6 +45,7 @@ from deployments.safety import SafetyChecker, SafetyCheckerError, flagged, load_
 from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
+from storage.shared import SAFETY, shared_storage
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ class BaseRole:
     accepts: frozenset[str] = TEXT_TO_IMAGE
     purpose = "generate from text"
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, storage_url: str | None = None) -> None:
+        """Models come from ``storage_url`` (else ``data_dir``); generated configs stay in ``data_dir``."""
         self._paths = DataPaths(Path(data_dir))
+        self._storage = shared_storage(data_dir, storage_url)
         self.device, _ = device_and_dtype(None)
         self._checker: SafetyChecker | None = None
 
@@ -89,7 +92,7 @@ class BaseRole:
         return Loaded(place(pipeline, self.device), controlnet)
 
     def _find(self, kind: str, name: str, field: str) -> Path:
-        return model_file(self._paths, kind, name, field)
+        return model_file(self._storage, kind, name, field)
 
     def run(
         self,
@@ -99,7 +102,7 @@ class BaseRole:
         reporter: Reporter,
     ) -> list[Image.Image | None]:
         if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
-            with applied(loaded.pipeline, step, self._paths):
+            with applied(loaded.pipeline, step, self._storage):
                 outputs = _chunked(loaded.pipeline, step, inputs, reporter)
         else:
             outputs = self._pipeline_run(loaded, step, inputs, reporter)
@@ -126,7 +129,7 @@ class BaseRole:
                 pipe._interrupt = True  # diffusers' own cooperative stop, before the next step
             return tensors
 
-        with applied(loaded.pipeline, step, self._paths), torch.inference_mode():
+        with applied(loaded.pipeline, step, self._storage), torch.inference_mode():
             result = runner(
                 num_inference_steps=step.num_inference_steps,
                 guidance_scale=step.guidance_scale,
@@ -152,10 +155,11 @@ class BaseRole:
     def _withheld(self, images: list[Image.Image]) -> list[Image.Image | None]:
         """The images, None in place of those the safety checker flags (when its files are present)."""
         if self._checker is None:
-            if not self._paths.safety.is_dir():
+            folder = self._storage.local_folder(SAFETY)
+            if folder is None:
                 return list(images)
             try:
-                self._checker = load_safety_checker(self._paths.safety, self.device)
+                self._checker = load_safety_checker(folder, self.device)
             except (FileNotFoundError, SafetyCheckerError) as error:
                 raise BadRequestError(f"safe: {error}; fix or remove the safety folder, or turn safe off") from error
         verdicts = flagged(self._checker, images, self.device, self._checker.model.dtype)

@@ -2,9 +2,9 @@
 
 Admins start them (POST /api/download); at most ``max_concurrent_downloads`` run and
 ``max_queued_downloads`` wait (both settings, passed with each start); the rest are refused
-with 429. Only http(s) URLs, redirects included; the file name stays in its folder; a partial
-file is written beside the target under a hidden name and renamed into place only when whole,
-so a failed or cancelled download leaves nothing behind. The list lives in memory.
+with 429. Only http(s) URLs, redirects included; the file name stays in its folder. Files go
+to the shared storage (``storage.shared``), where they appear only when whole, so a failed or
+cancelled download leaves nothing behind. The list lives in memory.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from ray import serve
 from serve_app.errors import BadRequestError, StateConflictError, TooManyRequestsError
 from serve_app.metrics import downloaded
 from serve_app.remote import errors_as_values
-from storage.files import MODEL_EXTENSIONS, MODEL_KINDS, DataPaths
+from storage.files import MODEL_EXTENSIONS, MODEL_KINDS
+from storage.shared import shared_storage
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Download:
     url: str
     kind: str
     filename: str
-    destination: Path
+    destination: str  # <kind>/<filename>
     status: str = "queued"
     downloaded: int = 0
     total: int | None = None
@@ -60,8 +60,8 @@ class Download:
 
 
 class Downloader:
-    def __init__(self, data_dir: str, max_bytes: int | None = None) -> None:
-        self._paths = DataPaths(Path(data_dir))
+    def __init__(self, data_dir: str, max_bytes: int | None = None, storage_url: str | None = None) -> None:
+        self._storage = shared_storage(data_dir, storage_url).ensure()
         self._max_bytes = max_bytes
         self._downloads: list[Download] = []
         self._ids = itertools.count(1)
@@ -73,9 +73,11 @@ class Downloader:
         """Queue a download (it starts at once when fewer than ``max_concurrent`` run)."""
         destination = self._destination(kind, filename)
         _check_url(url, "url")
+        # Before the checks below: nothing may come between them and the queueing.
+        exists = await asyncio.to_thread(self._storage.exists, kind, filename)
         if any(d.destination == destination and d.status not in FINISHED for d in self._downloads):
             raise StateConflictError(f"filename: {kind}/{filename} is being downloaded already")
-        if destination.exists() and not overwrite:
+        if exists and not overwrite:
             raise StateConflictError(f"filename: {kind}/{filename} exists; pass overwrite: true to replace it")
         if sum(d.status == "queued" for d in self._downloads) >= max_queued:
             raise TooManyRequestsError(f"The download queue is full ({max_queued} waiting).", retry_after=10)
@@ -110,7 +112,7 @@ class Downloader:
 
     # helpers
 
-    def _destination(self, kind: str, filename: str) -> Path:
+    def _destination(self, kind: str, filename: str) -> str:
         if kind not in MODEL_KINDS:
             raise BadRequestError(f"type: {kind!r:.40} is not a model folder; allowed: {', '.join(MODEL_KINDS)}")
         name = Path(filename)
@@ -118,7 +120,7 @@ class Downloader:
             raise BadRequestError(f"filename: {filename!r:.80} must be a plain file name (no folders, no leading dot)")
         if name.suffix.lower() not in MODEL_EXTENSIONS:
             raise BadRequestError(f"filename: must end in one of {', '.join(MODEL_EXTENSIONS)}")
-        return self._paths.models(kind) / filename
+        return f"{kind}/{filename}"
 
     def _start_waiting(self) -> None:
         running = sum(d.status == "downloading" for d in self._downloads)
@@ -131,10 +133,8 @@ class Downloader:
                 running += 1
 
     async def _run(self, download: Download) -> None:
-        partial = download.destination.with_name(f".{download.filename}.{download.id}.partial")
         try:
-            await self._fetch(download, partial)
-            os.replace(partial, download.destination)
+            await self._fetch(download)
             self._finish(download, "complete")
             logger.info("downloaded %s to %s/%s", download.url, download.kind, download.filename)
         except asyncio.CancelledError:
@@ -144,10 +144,9 @@ class Downloader:
             self._finish(download, "error", detail[:300])
             logger.warning("download of %s failed: %s", download.url, detail)
         finally:
-            partial.unlink(missing_ok=True)
             self._start_waiting()
 
-    async def _fetch(self, download: Download, partial: Path) -> None:
+    async def _fetch(self, download: Download) -> None:
         url = download.url
         async with httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(30, read=120)) as client:
             for _ in range(MAX_REDIRECTS + 1):
@@ -161,14 +160,17 @@ class Downloader:
                     length = response.headers.get("content-length")
                     download.total = int(length) if length and length.isdigit() else None
                     self._check_size(download.total)
-                    with partial.open("wb") as file:
+                    # The file appears when the block ends without an error (or a cancel).
+                    with self._storage.writer(download.kind, download.filename) as file:
                         async for chunk in response.aiter_bytes():  # as it arrives: progress moves
                             download.downloaded += len(chunk)
                             self._check_size(download.downloaded)
                             file.write(chunk)
                             downloaded(len(chunk))
-                    if download.total is not None and download.downloaded != download.total:
-                        raise BadRequestError(f"the transfer ended at {download.downloaded} of {download.total} bytes")
+                        if download.total is not None and download.downloaded != download.total:
+                            raise BadRequestError(
+                                f"the transfer ended at {download.downloaded} of {download.total} bytes"
+                            )
                     return
         raise BadRequestError(f"more than {MAX_REDIRECTS} redirects")
 

@@ -14,7 +14,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -30,8 +29,8 @@ from deployments.steps import StepOutputs
 from serve_app.errors import APIError
 from serve_app.metrics import denoising_steps
 from serve_app.remote import Remote
-from storage.files import DataPaths
 from storage.images import FLAGGED, image_name, intermediate_name, write_png
+from storage.shared import IMAGES, INTERMEDIATES, shared_storage
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +52,24 @@ class _Job:
 
 @serve.deployment(max_ongoing_requests=1000, health_check_period_s=30, logging_config=QUIET)
 class Planner:
-    def __init__(self, store: Any, roles: dict[str, Any], data_dir: str, version: str) -> None:
-        """``roles``: a handle per role name (``Step.role``)."""
+    def __init__(
+        self,
+        store: Any,
+        roles: dict[str, Any],
+        data_dir: str,
+        version: str,
+        model_affinity: bool = True,
+        storage_url: str | None = None,
+    ) -> None:
+        """``roles``: a handle per role name (``Step.role``). ``model_affinity``: route each step to a
+        replica of its role that holds its model, while one is free soon enough (Serve's multiplexed
+        routing); off, any free replica takes it. Images go to ``storage_url`` (else ``data_dir``)."""
         self._store_handle = store
         self._store = Remote(store)
         self._roles = roles
-        paths = DataPaths(Path(data_dir))
-        self._images, self._intermediates = paths.images, paths.intermediates
+        self._storage = shared_storage(data_dir, storage_url).ensure()
         self._version = version
+        self._affinity = model_affinity
         self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
         self._renewing: asyncio.Task[None] | None = None
 
@@ -136,7 +145,7 @@ class Planner:
             return "completed"
         for name in names:  # cancelled or deleted while the files were written
             if name != FLAGGED:
-                (self._images / name).unlink(missing_ok=True)
+                await asyncio.to_thread(self._storage.remove, IMAGES, name)
         return "cancelled"
 
     async def _run_step(
@@ -171,7 +180,8 @@ class Planner:
         self, step: Step, inputs: list[Image.Image], done: int, remaining: int, job: _Job
     ) -> tuple[list[Image.Image], int]:
         writer = job.writer
-        role = self._roles[step.role].options(stream=True, multiplexed_model_id=step.model_id)
+        routing = {"multiplexed_model_id": step.model_id} if self._affinity else {}
+        role = self._roles[step.role].options(stream=True, **routing)
         events = role.generate.remote(step, inputs)
         total = step.expected_steps
         rate = _Rate()
@@ -215,14 +225,14 @@ class Planner:
         """Write the intermediate images of ``step`` in place of the ones shown before."""
         names = [intermediate_name(job.uuid, step, index) for index in range(len(images))]
         for name, image in zip(names, images, strict=True):
-            write_png(self._intermediates, name, image, {"enfugue-serve": self._version})
+            write_png(self._storage, INTERMEDIATES, name, image, {"enfugue-serve": self._version})
         self._remove(job.before)
         job.before, job.shown = job.shown, names
         return names
 
     def _remove(self, intermediates: list[str]) -> None:
         for name in intermediates:
-            (self._intermediates / name).unlink(missing_ok=True)
+            self._storage.remove(INTERMEDIATES, name)
 
     def _save(self, uuid: str, plan: Plan, images: list[Image.Image | None]) -> list[str]:
         """Write the outputs; one the safety checker withheld (None) is listed, not written."""
@@ -233,7 +243,7 @@ class Planner:
                 names.append(FLAGGED)
                 continue
             names.append(image_name(uuid, index))
-            write_png(self._images, names[-1], image, text)
+            write_png(self._storage, IMAGES, names[-1], image, text)
         return names
 
 

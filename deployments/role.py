@@ -25,7 +25,8 @@ from ray import serve
 
 from serve_app.errors import APIError, BadRequestError
 from serve_app.metrics import model_loaded
-from storage.files import DataPaths, UnsafePathError, find_model
+from storage.model_folders import UnsafePathError
+from storage.shared import SharedStorage
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ MODELS_PER_REPLICA = 2
 PROGRESS_INTERVAL_S = 0.1
 # Internal deployments log what an operator needs (loads, failures), not one line per call.
 QUIET = {"enable_access_log": False}
+# A job waiting for a busy replica asks again at most this often: Serve's default backoff grows to
+# 0.5 s, which a queue of GPU jobs pays on every hand-over (bench/scheduling.py measures it).
+MAX_ROUTING_BACKOFF_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -101,15 +105,16 @@ class Reporter:
         self._stop.set()
 
 
-def model_file(paths: DataPaths, kind: str, name: str, field: str) -> Path:
-    """The file ``name`` in the ``kind`` model folder, or 400 naming ``field`` (a role's load)."""
+def model_file(storage: SharedStorage, kind: str, name: str, field: str) -> Path:
+    """The model ``name`` of the ``kind`` folder as a local path (a cached copy when the storage is
+    not local), or 400 naming ``field`` (a role's load)."""
     try:
-        path = find_model(paths.models(kind), name)
+        found = storage.find_model(kind, name)
     except UnsafePathError as error:
         raise BadRequestError(f"{field}: {error}") from error
-    if path is None:
+    if found is None:
         raise BadRequestError(f"{field}: no {kind} named {name!r}")
-    return path
+    return storage.local_copy(kind, found)
 
 
 class Role(Protocol):
@@ -193,9 +198,9 @@ class RoleDeployment:
         return loaded
 
     async def generate(self, step: Any, inputs: list[Image.Image]) -> AsyncIterator[Event]:
-        """Consumed with ``handle.options(stream=True, multiplexed_model_id=step.model_id)``."""
-        model_id = serve.get_multiplexed_model_id()
-        async for event in stream(self._role, lambda: self.model(model_id), step, inputs):
+        """Consumed with ``handle.options(stream=True)``; with ``multiplexed_model_id=step.model_id``
+        too, Serve routes it to a replica that holds the step's model (model affinity)."""
+        async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs):
             yield event
 
     async def check_health(self) -> None:
@@ -211,4 +216,5 @@ def role_deployment(role_class: Callable[..., Role], name: str) -> Any:
         health_check_period_s=30,
         graceful_shutdown_timeout_s=60,
         logging_config=QUIET,
+        request_router_config={"max_backoff_s": MAX_ROUTING_BACKOFF_S},
     )(shell)

@@ -10,7 +10,6 @@ it before its next tile.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from deployments.pipelines import device_and_dtype
 from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.upscaling import UpscalerError, load_upscaler, resize, upscale
 from serve_app.errors import BadRequestError
-from storage.files import DataPaths
+from storage.shared import shared_storage
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +30,9 @@ _FOLDERS = {"upscaler": "upscale", "background": "remove_background"}
 
 
 class UpscalerRole:
-    def __init__(self, data_dir: str) -> None:
-        self._paths = DataPaths(Path(data_dir))
+    def __init__(self, data_dir: str, storage_url: str | None = None) -> None:
+        """Models come from ``storage_url`` (else ``data_dir``)."""
+        self._storage = shared_storage(data_dir, storage_url)
         self.device, self.dtype = device_and_dtype(None)
 
     def load(self, model_id: str) -> Any:
@@ -43,7 +43,7 @@ class UpscalerRole:
         if folder not in _FOLDERS:
             raise BadRequestError(f"model: {model_id!r:.80} is not an upscaler or background model")
         field = _FOLDERS[folder]
-        path = model_file(self._paths, folder, name, field)
+        path = model_file(self._storage, folder, name, field)
         try:
             if folder == "background":
                 return load_segmenter(path)

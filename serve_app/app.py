@@ -6,7 +6,10 @@ both come through here.
 
 # No `from __future__ import annotations` here: Serve reads build_app's annotation at run time
 # to validate `serve run ... key=value` arguments into AppArgs, and a string would not do.
-from ray.serve import Application
+from collections.abc import Mapping
+from typing import Any
+
+from ray.serve import Application, Deployment
 
 from deployments.base import Base, Inpainter, Refiner
 from deployments.downloads import Downloads
@@ -24,22 +27,38 @@ from storage.store import Store
 _MODEL_ENV = {"env_vars": {"HF_HUB_OFFLINE": "1", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
 
 
+# The deployment of each model role (``Step.role`` names them).
+ROLES = {"base": Base, "inpainter": Inpainter, "refiner": Refiner, "upscaler": Upscaler}
+
+
 def build_app(args: AppArgs) -> Application:
-    """Every role's deployment options come from ``args``: those set, over its decorator's defaults."""
+    return bind_app(args, ROLES)
+
+
+def bind_app(args: AppArgs, role_deployments: Mapping[str, Deployment], role_args: tuple[Any, ...] = ()) -> Application:
+    """The application with these model role deployments (benchmarks bind fake ones, with
+    ``role_args``; the real ones take the data folder and the storage URL). Every deployment's options come from
+    ``args``: those set, over its decorator's defaults."""
     data_dir = str(DataPaths(args.data_dir).ensure().root)
     initial_password = args.initial_password.get_secret_value() if args.initial_password else None
     store = Store.options(**args.store.deployment_options()).bind(
-        data_dir, __version__, args.token_days, initial_password, args.auth, args.intermediate_max_age_s
+        data_dir,
+        __version__,
+        args.token_days,
+        initial_password,
+        args.auth,
+        args.intermediate_max_age_s,
+        storage_url=args.storage_url,
     )
+    role_args = role_args or (data_dir, args.storage_url)
     roles = {
-        name: deployment.options(**options.deployment_options(_MODEL_ENV)).bind(data_dir)
-        for name, deployment, options in (
-            ("base", Base, args.base),
-            ("inpainter", Inpainter, args.inpainter),
-            ("refiner", Refiner, args.refiner),
-            ("upscaler", Upscaler, args.upscaler),
-        )  # fmt: skip
+        name: deployment.options(**getattr(args, name).deployment_options(_MODEL_ENV)).bind(*role_args)
+        for name, deployment in role_deployments.items()
     }
-    planner = Planner.options(**args.planner.deployment_options()).bind(store, roles, data_dir, __version__)
-    downloads = Downloads.options(**args.downloads.deployment_options()).bind(data_dir, args.max_download_bytes)
+    planner = Planner.options(**args.planner.deployment_options()).bind(
+        store, roles, data_dir, __version__, args.model_affinity, storage_url=args.storage_url
+    )
+    downloads = Downloads.options(**args.downloads.deployment_options()).bind(
+        data_dir, args.max_download_bytes, storage_url=args.storage_url
+    )
     return Ingress.options(**args.ingress.deployment_options()).bind(store, planner, downloads, args, __version__)

@@ -45,6 +45,8 @@ class ReplicaOptions(BaseModel):
     graceful_shutdown_timeout_s: NonNegativeFloat | None = None
     health_check_period_s: PositiveFloat | None = None
     health_check_timeout_s: PositiveFloat | None = None
+    # How jobs wait for a busy replica (Serve's RequestRouterConfig: backoff_multiplier, max_backoff_s, ...).
+    request_router_config: dict[str, Any] | None = None
     # Placement. GPUs are declared, never guessed: 0 runs a model role on the CPU even on a
     # GPU node; a fraction shares one GPU between replicas.
     num_cpus: NonNegativeFloat = 1.0
@@ -68,6 +70,20 @@ class ReplicaOptions(BaseModel):
             AutoscalingConfig(**value)
         return value
 
+    @field_validator("request_router_config")
+    @classmethod
+    def _serve_router(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from ray.serve.config import RequestRouterConfig
+
+            unknown = sorted(set(value) - set(RequestRouterConfig.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"unknown request_router_config keys {unknown}; see ray.serve.config.RequestRouterConfig"
+                )
+            RequestRouterConfig(**value)
+        return value
+
     @model_validator(mode="after")
     def _count_or_autoscaling(self) -> ReplicaOptions:
         if self.autoscaling_config is not None and isinstance(self.num_replicas, int):
@@ -89,6 +105,11 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Where images, intermediates and model folders live, reachable from every node: a local path
+    # (a shared mount) or an fsspec URL (s3://bucket/enfugue needs s3fs installed, gs:// gcsfs).
+    # None: the data folder itself. data_dir stays node-local: the DuckDB file, generated configs,
+    # and copies of the models a role loads from a storage that is not a local path (cache/).
+    storage_url: str | None = None
     # Request bodies carry images as data URIs; anything larger is refused with 413.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
@@ -112,6 +133,9 @@ class AppArgs(BaseModel):
     # the two cores of a small machine, no more.
     upscaler: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     downloads: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    # Model affinity: a job goes to a replica of its role that already holds its model (while one
+    # is free within about a second); off, to any free replica. Off only to measure it (bench/affinity.py).
+    model_affinity: bool = True
     # The largest file a download may bring (None: no limit).
     max_download_bytes: int | None = Field(default=None, ge=1)
     # Authentication: None keeps the `auth` setting as stored; true or false sets it at start.
@@ -121,6 +145,20 @@ class AppArgs(BaseModel):
     intermediate_max_age_s: float = Field(default=3600, gt=0)
     # The default user's first password (else "enfugue"); applied only while it has none.
     initial_password: SecretStr | None = None
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, value: str | None) -> str | None:
+        if value is not None:
+            from fsspec import get_filesystem_class  # here: only to check that the scheme is served
+            from fsspec.core import split_protocol
+
+            protocol = split_protocol(value)[0] or "file"
+            try:
+                get_filesystem_class(protocol)
+            except (ImportError, ValueError) as error:
+                raise ValueError(f"storage_url {value!r:.200}: {error}") from error
+        return value
 
     @model_validator(mode="after")
     def _one_store(self) -> AppArgs:

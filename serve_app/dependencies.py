@@ -1,8 +1,9 @@
-"""What routes receive: the services (deployment handles, paths), the caller, the JSON body."""
+"""What routes receive: the services (deployment handles, shared storage), the caller, the JSON body."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from serve_app.config import AppArgs
 from serve_app.envelope import validation_detail
 from serve_app.errors import BadRequestError
 from serve_app.json_body import read_json
-from storage.files import DataPaths
+from storage.shared import SharedStorage, shared_storage
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ class Services:
     started: float = field(default_factory=time.monotonic)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    @property
-    def paths(self) -> DataPaths:
-        return DataPaths(self.args.data_dir)
+    @functools.cached_property
+    def storage(self) -> SharedStorage:
+        """Images and model folders (``args.storage_url``, else the data folder)."""
+        return shared_storage(self.args.data_dir, self.args.storage_url)
 
     def launch(self, response: Any, label: str) -> None:
         """Let a deployment call run on after the HTTP reply; keep it referenced until done."""

@@ -10,7 +10,7 @@ from deployments.image_steps import BACKGROUND_FILE, BACKGROUND_INSTALL, GFPGAN_
 from deployments.request import Upscaling
 from serve_app.errors import BadRequestError
 from serve_app.schemas import InvokeRequest
-from storage.files import DataPaths, find_model
+from storage.shared import SharedStorage
 
 
 def _listed(value: object) -> tuple:
@@ -19,7 +19,7 @@ def _listed(value: object) -> tuple:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
+def upscaling(request: InvokeRequest, storage: SharedStorage) -> Upscaling | None:
     """The request's upscaling passes (None: no ``outscale``), their model files present."""
     if request.outscale == 1:
         return None
@@ -28,7 +28,7 @@ def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
         if method == "gfpgan":
             raise BadRequestError(f"upscale: {GFPGAN_UNAVAILABLE}")
         name = UPSCALE_FILES.get(method)
-        if name is not None and find_model(paths.models("upscaler"), name) is None:
+        if name is not None and storage.find_model("upscaler", name) is None:
             raise BadRequestError(
                 f"upscale: {method} needs the file {name} in the upscaler folder; download it there "
                 "(POST /api/download with type upscaler) or choose lanczos, bicubic, bilinear or nearest"
@@ -50,8 +50,8 @@ def upscaling(request: InvokeRequest, paths: DataPaths) -> Upscaling | None:
     )
 
 
-def check_background(request: InvokeRequest, paths: DataPaths) -> None:
+def check_background(request: InvokeRequest, storage: SharedStorage) -> None:
     """400 naming the segmentation model when ``remove_background`` asks for it and it is missing."""
     wanted = request.remove_background or any(node.remove_background for node in request.nodes or ())
-    if wanted and find_model(paths.models("background"), BACKGROUND_FILE) is None:
+    if wanted and storage.find_model("background", BACKGROUND_FILE) is None:
         raise BadRequestError(f"remove_background: needs the segmentation model; {BACKGROUND_INSTALL}")

@@ -14,61 +14,61 @@ from serve_app.errors import BadRequestError
 from serve_app.image_models import check_background, upscaling
 from serve_app.model_schemas import DEFAULT_CONFIG_KEYS, ModelCreate
 from serve_app.schemas import InvokeRequest, weighted
-from storage.files import DataPaths, UnreadableModelError, UnsafePathError, checkpoint_size, find_model, list_models
+from storage.model_folders import UnreadableModelError, UnsafePathError
+from storage.shared import SharedStorage
 
 
-def _model_file(paths: DataPaths, kind: str, name: str, field: str) -> str:
+def _model_file(storage: SharedStorage, kind: str, name: str, field: str) -> str:
     """``name`` as found in the ``kind`` folder (relative POSIX name), or 400 naming ``field``."""
-    folder = paths.models(kind)
     try:
-        path = find_model(folder, name)
+        found = storage.find_model(kind, name)
     except UnsafePathError as error:
         raise BadRequestError(f"{field}: {name!r:.200} is not a file in the {kind} folder") from error
-    if path is None:
+    if found is None:
         raise BadRequestError(f"{field}: no {kind} file named {name!r:.200}; see GET /api/{_LISTING[kind]}")
-    return path.relative_to(folder.resolve()).as_posix()
+    return found
 
 
 _LISTING = {"checkpoint": "checkpoints", "vae": "vae", "lora": "lora", "lycoris": "lycoris", "inversion": "inversions"}
 
 
-def resolve_checkpoint(name: str, paths: DataPaths, field: str = "model") -> Checkpoint:
-    relative = _model_file(paths, "checkpoint", name, field)
+def resolve_checkpoint(name: str, storage: SharedStorage, field: str = "model") -> Checkpoint:
+    relative = _model_file(storage, "checkpoint", name, field)
     try:
-        return Checkpoint(name=relative, size=checkpoint_size(paths.models("checkpoint") / relative))
+        return Checkpoint(name=relative, size=storage.checkpoint_size(relative))
     except UnreadableModelError as error:
         raise BadRequestError(f"{field}: {error}") from error
 
 
-def default_checkpoint(configured: str | None, paths: DataPaths) -> Checkpoint:
+def default_checkpoint(configured: str | None, storage: SharedStorage) -> Checkpoint:
     """The configured default, or the only checkpoint there is (a fresh start has just the demo)."""
     if configured is not None:
-        return resolve_checkpoint(configured, paths)
-    available = list_models(paths.models("checkpoint"))
+        return resolve_checkpoint(configured, storage)
+    available = storage.list_models("checkpoint")
     if len(available) != 1:
         raise BadRequestError(
             f"model: not given, and with {len(available)} checkpoints there is no default; pass `model` "
             "(see GET /api/checkpoints) or set `default_checkpoint` with POST /api/settings"
         )
-    return resolve_checkpoint(available[0], paths)
+    return resolve_checkpoint(available[0], storage)
 
 
 # invocations
 
 
-def generation_request(body: InvokeRequest, context: dict[str, Any], paths: DataPaths) -> GenerationRequest:
+def generation_request(body: InvokeRequest, context: dict[str, Any], storage: SharedStorage) -> GenerationRequest:
     """The domain request for a validated body; ``context`` says the default checkpoint and the
     preconfigured model the body names (None when there is none)."""
     spec = context["model"]
     if body.model is None:
-        request, checkpoint, model = body, default_checkpoint(context["default_checkpoint"], paths), None
+        request, checkpoint, model = body, default_checkpoint(context["default_checkpoint"], storage), None
     elif spec is not None:
-        (request, checkpoint), model = apply_model(body, spec, paths), model_record(spec)
+        (request, checkpoint), model = apply_model(body, spec, storage), model_record(spec)
     elif body.model_type == "model":
         raise BadRequestError(f"model: no preconfigured model named {body.model!r:.100}; see GET /api/models")
     else:
-        request, checkpoint, model = body, resolve_checkpoint(body.model, paths), None
-    check_background(request, paths)
+        request, checkpoint, model = body, resolve_checkpoint(body.model, storage), None
+    check_background(request, storage)
     return GenerationRequest(
         checkpoint=checkpoint,
         prompt=request.prompt,
@@ -88,19 +88,19 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], paths: Data
         strength=request.strength,
         mask=_input_image(request, "mask"),
         invert_mask=request.invert_mask,
-        inpainter=_part("inpainter", request, spec, paths),
+        inpainter=_part("inpainter", request, spec, storage),
         fit=request.fit,
         anchor=request.anchor,
         scale_to_model_size=request.scale_to_model_size,
         remove_background=request.remove_background,
         fill_background=request.fill_background,
-        upscale=upscaling(request, paths),
+        upscale=upscaling(request, storage),
         nodes=_nodes(request, checkpoint),
-        vae=_vae(request, spec, paths),
-        adapters=_adapters(request, spec, paths),
-        inversions=_inversions(request, spec, paths),
-        controlnet=_controlnet(request, checkpoint, context.get("controlnets") or {}, paths),
-        refiner=_part("refiner", request, spec, paths),
+        vae=_vae(request, spec, storage),
+        adapters=_adapters(request, spec, storage),
+        inversions=_inversions(request, spec, storage),
+        controlnet=_controlnet(request, checkpoint, context.get("controlnets") or {}, storage),
+        refiner=_part("refiner", request, spec, storage),
         **{name: getattr(request, name) for name in REFINER_VALUES if getattr(request, name) is not None},
         intermediate_steps=context.get("intermediate_steps"),
         precision=context.get("precision"),
@@ -146,12 +146,12 @@ def _encoded(payload: bytes, size: tuple[int, int]) -> InputImage:
     return InputImage(payload, *size, transparent=has_transparency(payload))
 
 
-def _part(part: str, request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> Checkpoint | None:
+def _part(part: str, request: InvokeRequest, spec: dict[str, Any] | None, storage: SharedStorage) -> Checkpoint | None:
     """The checkpoint that inpaints or refines: the request's, else the preconfigured model's, else
     none (the base checkpoint inpaints; nothing refines)."""
     name, size = getattr(request, part), getattr(request, f"{part}_size")
     if name is not None:
-        found = resolve_checkpoint(name, paths, part)
+        found = resolve_checkpoint(name, storage, part)
         return Checkpoint(found.name, size or found.size)
     if spec is not None and spec[part] is not None:
         return Checkpoint(spec[part]["model"], spec[part]["size"])
@@ -159,7 +159,7 @@ def _part(part: str, request: InvokeRequest, spec: dict[str, Any] | None, paths:
 
 
 def _controlnet(
-    request: InvokeRequest, checkpoint: Checkpoint, configured: dict[str, str | None], paths: DataPaths
+    request: InvokeRequest, checkpoint: Checkpoint, configured: dict[str, str | None], storage: SharedStorage
 ) -> ControlNet | None:
     """The ControlNet a request asks for, its file found in the controlnet folder: the one the
     kind's setting names (`<kind>_xl` for an SDXL-sized checkpoint, where Enfugue had one), else
@@ -170,7 +170,7 @@ def _controlnet(
     key = f"{kind}_xl" if checkpoint.size >= 1024 and f"{kind}_xl" in DEFAULT_FILES else kind
     name = configured.get(key) or DEFAULT_FILES[key]
     try:
-        found = find_model(paths.models("controlnet"), name)
+        found = storage.find_model("controlnet", name)
     except UnsafePathError as error:
         raise BadRequestError(
             f"controlnet: the {key} setting {name!r:.200} is not a file in the controlnet folder"
@@ -182,7 +182,7 @@ def _controlnet(
         )
     return ControlNet(
         kind=kind,
-        model=found.relative_to(paths.models("controlnet").resolve()).as_posix(),
+        model=found,
         image=_input_image(request, "control_image"),
         scale=request.conditioning_scale,
         process=request.process_control_image,
@@ -205,28 +205,28 @@ VAE_FILES = {
 }
 
 
-def _vae(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> str | None:
+def _vae(request: InvokeRequest, spec: dict[str, Any] | None, storage: SharedStorage) -> str | None:
     """The VAE file (relative to the vae folder): the request's, else the preconfigured model's."""
     if request.vae is None:
         return spec["vae"]["name"] if spec is not None and spec["vae"] else None
-    return vae_file(request.vae, paths)
+    return vae_file(request.vae, storage)
 
 
-def vae_file(given: str, paths: DataPaths) -> str:
+def vae_file(given: str, storage: SharedStorage) -> str:
     """The file a `vae` value names: one of Enfugue's names (ema, mse, xl, xl16) or a file."""
     name = VAE_FILES.get(given, given)
-    if given in VAE_FILES and find_model(paths.models("vae"), name) is None:
+    if given in VAE_FILES and storage.find_model("vae", name) is None:
         raise BadRequestError(f"vae: {given!r} needs the file {name} in the vae folder; it is not there")
-    return _model_file(paths, "vae", name, "vae")
+    return _model_file(storage, "vae", name, "vae")
 
 
-def _adapters(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> tuple[Adapter, ...]:
+def _adapters(request: InvokeRequest, spec: dict[str, Any] | None, storage: SharedStorage) -> tuple[Adapter, ...]:
     """LoRA, then LyCORIS: the request's of each kind, else the preconfigured model's."""
     adapters = []
     for kind in ("lora", "lycoris"):
         if getattr(request, kind) is not None:
             items = [
-                {**item, "model": _model_file(paths, kind, item["model"], kind)}
+                {**item, "model": _model_file(storage, kind, item["model"], kind)}
                 for item in weighted(getattr(request, kind))
             ]
         else:
@@ -235,10 +235,10 @@ def _adapters(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPa
     return tuple(adapters)
 
 
-def _inversions(request: InvokeRequest, spec: dict[str, Any] | None, paths: DataPaths) -> tuple[str, ...]:
+def _inversions(request: InvokeRequest, spec: dict[str, Any] | None, storage: SharedStorage) -> tuple[str, ...]:
     if request.inversion is not None:
         return tuple(
-            _model_file(paths, "inversion", item["model"], "inversion") for item in weighted(request.inversion)
+            _model_file(storage, "inversion", item["model"], "inversion") for item in weighted(request.inversion)
         )
     return tuple(item["model"] for item in spec["inversion"]) if spec is not None else ()
 
@@ -247,7 +247,9 @@ def _joined(*prompts: str) -> str:
     return ", ".join(prompt for prompt in prompts if prompt)
 
 
-def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) -> tuple[InvokeRequest, Checkpoint]:
+def apply_model(
+    request: InvokeRequest, spec: dict[str, Any], storage: SharedStorage
+) -> tuple[InvokeRequest, Checkpoint]:
     """The request with the model's defaults under it: what the request gives wins, prompts merge."""
     given = request.model_fields_set
     # An input image fixes the size; the model's default width and height do not apply to it.
@@ -263,7 +265,7 @@ def apply_model(request: InvokeRequest, spec: dict[str, Any], paths: DataPaths) 
         "prompt": _joined(request.prompt, spec["prompt"]),
         "negative_prompt": _joined(request.negative_prompt, spec["negative_prompt"]),
     }
-    checkpoint = resolve_checkpoint(spec["model"], paths, "model")
+    checkpoint = resolve_checkpoint(spec["model"], storage, "model")
     effective = InvokeRequest.model_validate(merged, context=request.decoded_images())
     return effective, Checkpoint(name=checkpoint.name, size=spec["size"])
 
@@ -278,14 +280,14 @@ def model_record(spec: dict[str, Any]) -> dict[str, Any]:
 # preconfigured models
 
 
-def model_spec(fields: ModelCreate, paths: DataPaths) -> dict[str, Any]:
+def model_spec(fields: ModelCreate, storage: SharedStorage) -> dict[str, Any]:
     """A validated body as the Store keeps it, every file checked to exist in its folder."""
-    checkpoint = resolve_checkpoint(fields.checkpoint or "", paths, "checkpoint")
+    checkpoint = resolve_checkpoint(fields.checkpoint or "", storage, "checkpoint")
     parts: dict[str, Any] = {}
     for part in ("refiner", "inpainter"):
         name = getattr(fields, part)
         if name is not None:
-            found = resolve_checkpoint(name, paths, part)
+            found = resolve_checkpoint(name, storage, part)
             parts[part] = {"model": found.name, "size": getattr(fields, f"{part}_size") or found.size}
         else:
             parts[part] = None
@@ -296,17 +298,17 @@ def model_spec(fields: ModelCreate, paths: DataPaths) -> dict[str, Any]:
         "prompt": fields.prompt or "",
         "negative_prompt": fields.negative_prompt or "",
         **parts,
-        "vae": {"name": vae_file(fields.vae, paths)} if fields.vae else None,
+        "vae": {"name": vae_file(fields.vae, storage)} if fields.vae else None,
         "scheduler": {"name": fields.scheduler} if fields.scheduler else None,
         "lora": [
-            {**item, "model": _model_file(paths, "lora", item["model"], "lora")} for item in weighted(fields.lora)
+            {**item, "model": _model_file(storage, "lora", item["model"], "lora")} for item in weighted(fields.lora)
         ],
         "lycoris": [
-            {**item, "model": _model_file(paths, "lycoris", item["model"], "lycoris")}
+            {**item, "model": _model_file(storage, "lycoris", item["model"], "lycoris")}
             for item in weighted(fields.lycoris)
         ],
         "inversion": [
-            {"model": _model_file(paths, "inversion", item["model"], "inversion")}
+            {"model": _model_file(storage, "inversion", item["model"], "inversion")}
             for item in weighted(fields.inversion)
         ],
         "config": fields.config(),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from storage.shared import SharedStorage
 
 IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png$")
 INTERMEDIATE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<step>\d{1,6})_(?P<index>\d{1,4})\.png$")
@@ -38,10 +39,6 @@ def encode_png(image: Image.Image, text: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def write_png(folder: Path, name: str, image: Image.Image, text: dict[str, Any]) -> Path:
+def write_png(storage: SharedStorage, folder: str, name: str, image: Image.Image, text: dict[str, Any]) -> None:
     """Write atomically, so a reader never sees half a file."""
-    path = folder / name
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(encode_png(image, text))
-    partial.replace(path)
-    return path
+    storage.write(folder, name, encode_png(image, text))

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 import uuid as uuids
-from pathlib import Path
 from typing import Any
 
 from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsError
@@ -21,6 +20,7 @@ from storage.images import IMAGE_NAME, INTERMEDIATE_NAME
 from storage.leases import Leases
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
+from storage.shared import IMAGES, SharedStorage
 from storage.signals import Changes
 from storage.status import LiveProgress, history_object, status_object
 
@@ -33,9 +33,9 @@ LOST_MESSAGE = "The planner running this invocation stopped before it finished; 
 
 
 class Invocations:
-    def __init__(self, db: Metadata, images: Path, leases: Leases | None = None) -> None:
+    def __init__(self, db: Metadata, storage: SharedStorage, leases: Leases | None = None) -> None:
         self._db = db
-        self._images = images
+        self._storage = storage
         self._lock = threading.Lock()
         self._live: dict[str, LiveProgress] = {}
         # Admitted and not yet started, by owner, kept here: the queue limits are checked on every invoke.
@@ -157,9 +157,10 @@ class Invocations:
         with self._lock:
             record = self._owned(uuid, caller)
             self._forget(uuid)
-            for name in record["images"] or []:
-                (self._images / name).unlink(missing_ok=True)
             self._db.delete_invocation(uuid)
+        # Outside the lock: on shared storage a removal is a network call.
+        for name in record["images"] or []:
+            self._storage.remove(IMAGES, name)
         self._changes.notify(uuid)
 
     def cancel_all(self, user_id: int | None) -> list[str]:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from storage.files import DataPaths
 from storage.images import FLAGGED, IMAGE_NAME
 from storage.metadata import Metadata
+from storage.shared import IMAGES, INTERMEDIATES, SharedStorage
 
 logger = logging.getLogger(__name__)
 
@@ -32,33 +31,32 @@ class Swept:
     records: int = 0
 
 
-def sweep(paths: DataPaths, db: Metadata, intermediate_age_s: float, now: float | None = None) -> Swept:
+def sweep(storage: SharedStorage, db: Metadata, intermediate_age_s: float, now: float | None = None) -> Swept:
     now = time.time() if now is None else now
     swept = Swept()
-    for path in _files(paths.intermediates):
-        if now - path.stat().st_mtime > intermediate_age_s:
-            path.unlink(missing_ok=True)
+    for entry in storage.files(INTERMEDIATES):
+        if now - entry.mtime > intermediate_age_s:
+            storage.remove(INTERMEDIATES, entry.name)
             swept.intermediates += 1
-    images = [path for path in _files(paths.images) if now - path.stat().st_mtime > GRACE_S]
-    named = {path: IMAGE_NAME.match(path.name) for path in images}
+    # The records first, then the listing: a file written before its record completed is listed.
+    completed = db.completed_images()
+    files = storage.files(IMAGES)
+    named = {entry.name: IMAGE_NAME.match(entry.name) for entry in files if now - entry.mtime > GRACE_S}
     known = db.known_invocations({match["uuid"] for match in named.values() if match})
-    for path, match in named.items():
+    for name, match in named.items():
         if match is None:
-            if path.suffix == ".partial":
-                path.unlink(missing_ok=True)
+            if name.endswith(".partial"):
+                storage.remove(IMAGES, name)
                 swept.partial += 1
         elif match["uuid"] not in known:
-            path.unlink(missing_ok=True)
+            storage.remove(IMAGES, name)
             swept.orphans += 1
-    for uuid, names in db.completed_images():
-        present = [name for name in names if name == FLAGGED or (paths.images / name).is_file()]
+    listed = {entry.name for entry in files}
+    for uuid, names in completed:
+        present = [name for name in names if name == FLAGGED or name in listed]
         if present != names:
             db.update_invocation(uuid, images=present, outputs=len(present))
             swept.records += 1
     if swept != Swept():
         logger.info("swept %s", swept)
     return swept
-
-
-def _files(folder: Path) -> list[Path]:
-    return [path for path in folder.iterdir() if path.is_file()] if folder.is_dir() else []

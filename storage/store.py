@@ -28,6 +28,7 @@ from storage.janitor import sweep
 from storage.listing import ListQuery
 from storage.metadata import Metadata
 from storage.models import Models
+from storage.shared import shared_storage
 from storage.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
@@ -98,14 +99,16 @@ class StoreService:
         initial_password: str | None = None,
         auth: bool | None = None,
         intermediate_max_age_s: float = 3600,
+        storage_url: str | None = None,
     ) -> None:
-        paths = self._paths = DataPaths(Path(data_dir)).ensure()
+        paths = DataPaths(Path(data_dir)).ensure()
+        self._storage = shared_storage(data_dir, storage_url).ensure()
         self._intermediate_max_age_s = intermediate_max_age_s
         self._version = version
         self._db = Metadata.open(paths.database)
         self.accounts = Accounts(self._db, timedelta(days=token_days), initial_password)
         self.preconfigured = Models(self._db)
-        self.invocations = Invocations(self._db, paths.images)
+        self.invocations = Invocations(self._db, self._storage)
         self._throttle = LoginThrottle()
         self._closed = threading.Event()
         threading.Thread(target=self._expire_leases, name="lease-reaper", daemon=True).start()
@@ -131,7 +134,7 @@ class StoreService:
             try:
                 self.invocations.expire()
                 if rounds % SWEEP_EVERY_ROUNDS == 0:
-                    sweep(self._paths, self._db, self._intermediate_max_age_s)
+                    sweep(self._storage, self._db, self._intermediate_max_age_s)
             except Exception:  # keep going; the next round may succeed
                 logger.exception("expiring leases or sweeping files failed")
 

@@ -73,10 +73,12 @@ def serve_locally(
     role: Any = None,
     max_download_bytes: int | None = None,
     roles: dict[str, Any] | None = None,
+    storage_url: str | None = None,
     **store_options: Any,
 ) -> Iterator[Any]:
     """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role`` for every
-    role name (the fake role unless given: see tests/fake_role.py), or to ``roles`` by name."""
+    role name (the fake role unless given: see tests/fake_role.py), or to ``roles`` by name;
+    images and model folders in ``storage_url`` when given, else in ``data_dir``."""
     from fastapi.testclient import TestClient
 
     from deployments.downloads import Downloads
@@ -89,7 +91,7 @@ def serve_locally(
     from tests.fake_role import FakeRole
     from tests.local_handles import LocalHandle, LocalRole
 
-    store = Store.func_or_class(str(data_dir), "test", **store_options)
+    store = Store.func_or_class(str(data_dir), "test", storage_url=storage_url, **store_options)
     store_handle = LocalHandle(store)
     role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
     planner = Planner.func_or_class(
@@ -100,12 +102,13 @@ def serve_locally(
         },
         str(data_dir),
         "test",
+        storage_url=storage_url,
     )
     services = Services(
         store=Remote(store_handle),
         planner=LocalHandle(planner),
-        downloads=Remote(LocalHandle(Downloads.func_or_class(str(data_dir), max_download_bytes))),
-        args=AppArgs(data_dir=data_dir, max_body_bytes=2 * 1024 * 1024),
+        downloads=Remote(LocalHandle(Downloads.func_or_class(str(data_dir), max_download_bytes, storage_url))),
+        args=AppArgs(data_dir=data_dir, storage_url=storage_url, max_body_bytes=2 * 1024 * 1024),
         version="test",
     )
     with TestClient(create_api(services)) as client:

@@ -64,17 +64,8 @@ class LocalHandle:
         return LocalHandle(self._target, **{**self._options, **options})
 
     def __getattr__(self, name: str) -> _Method:
-        method = getattr(self._target, name)
-        if self._options.get("multiplexed_model_id") is not None:
-            method = _with_model_id(method, self._options["multiplexed_model_id"])
-        return _Method(method, streaming=self._options.get("stream", False))
-
-
-def _with_model_id(method: Any, model_id: str) -> Any:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return method(*args, model_id=model_id, **kwargs)
-
-    return call
+        # multiplexed_model_id only routes (to a replica holding the model); one process has one "replica".
+        return _Method(getattr(self._target, name), streaming=self._options.get("stream", False))
 
 
 class LocalRole:
@@ -91,7 +82,7 @@ class LocalRole:
             self.models[model_id] = await asyncio.to_thread(self.role.load, model_id)
         return self.models[model_id]
 
-    async def generate(self, step: Any, inputs: list[Any], model_id: str) -> AsyncIterator[Any]:
+    async def generate(self, step: Any, inputs: list[Any]) -> AsyncIterator[Any]:
         async with self._one_at_a_time:
-            async for event in stream(self.role, lambda: self._model(model_id), step, inputs):
+            async for event in stream(self.role, lambda: self._model(step.model_id), step, inputs):
                 yield event

@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from serve_app.auth import TokenDep
 from serve_app.dependencies import ServicesDep
 from serve_app.envelope import success
-from storage.files import list_models
 
 router = APIRouter()
 
@@ -30,7 +29,7 @@ def _listing(kind: str):  # noqa: ANN202 - a route factory
     async def listing(request: Request, services: ServicesDep, token: TokenDep) -> JSONResponse:
         await services.store.session(token)
         # The folder walk runs in a thread, off the event loop.
-        return success(request, await run_in_threadpool(list_models, services.paths.models(kind)))
+        return success(request, await run_in_threadpool(services.storage.list_models, kind))
 
     return listing
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from deployments.plan import make_plan
@@ -21,8 +20,8 @@ from serve_app.models import generation_request
 from serve_app.openapi import json_body, list_query
 from serve_app.query import parse_list_query
 from serve_app.schemas import InvokeRequest
-from storage.files import DataPaths
 from storage.listing import INVOCATIONS
+from storage.shared import IMAGES, INTERMEDIATES, SharedStorage
 
 router = APIRouter()
 
@@ -45,7 +44,7 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     uuid = admitted["status"]["uuid"]
     try:
         # Folder walks and checkpoint headers: off the event loop.
-        generation = await run_in_threadpool(_resolved, body, admitted, services.paths)
+        generation = await run_in_threadpool(_resolved, body, admitted, services.storage)
     except APIError:
         await services.store.withdraw(token, uuid)
         raise
@@ -53,9 +52,9 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     return success(request, admitted["status"])
 
 
-def _resolved(body: InvokeRequest, admitted: dict[str, Any], paths: DataPaths) -> GenerationRequest:
+def _resolved(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> GenerationRequest:
     """The domain request, once its cost is within the limits (checked on the plan it makes)."""
-    generation = generation_request(body, admitted, paths)
+    generation = generation_request(body, admitted, storage)
     check_cost(make_plan(generation, random_seed=0), admitted["limits"])
     return generation
 
@@ -64,24 +63,28 @@ def _resolved(body: InvokeRequest, admitted: dict[str, Any], paths: DataPaths) -
 async def image(name: str, request: Request, services: ServicesDep, token: TokenDep) -> Response:
     """The Store says whether the caller may read it; the file comes from the images folder."""
     await services.store.readable_image(token, name)
-    return _png(request, services.paths.images / name)
+    return await _png(request, services.storage, IMAGES, name)
 
 
 @router.get("/api/invocation/intermediates/{name}")
 async def intermediate(name: str, request: Request, services: ServicesDep, token: TokenDep) -> Response:
     """An image of a running invocation, as its status lists it (gone once the invocation ends)."""
     await services.store.readable_intermediate(token, name)
-    return _png(request, services.paths.intermediates / name)
+    return await _png(request, services.storage, INTERMEDIATES, name)
 
 
-def _png(request: Request, path: Path) -> Response:
-    """A PNG whose name never changes meaning (a new one gets a new name): validated, cached for good."""
-    etag = f'"{path.name}"'
+async def _png(request: Request, storage: SharedStorage, folder: str, name: str) -> Response:
+    """A PNG whose name never changes meaning (a new one gets a new name): validated, cached for
+    good; streamed from the storage, local or not (the Store has checked ``name``)."""
+    etag = f'"{name}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
-    if not path.is_file():
-        raise NotFoundError(f"Image {path.name} not found.")
-    return FileResponse(path, media_type="image/png", headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
+    size = await run_in_threadpool(storage.size, folder, name)
+    if size is None:
+        raise NotFoundError(f"Image {name} not found.")
+    headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Content-Length": str(size)}
+    # A plain iterator: Starlette reads it in a thread, so blocking reads stay off the event loop.
+    return StreamingResponse(storage.chunks(folder, name), media_type="image/png", headers=headers)
 
 
 @router.get("/api/invocation")

@@ -34,7 +34,7 @@ async def get_model(name: str, request: Request, services: ServicesDep, token: T
 @router.post("/api/models", openapi_extra=json_body(ModelCreate))
 async def create_model(request: Request, services: ServicesDep, token: AdminTokenDep) -> JSONResponse:
     fields = await parse_body(request, ModelCreate)
-    spec = await run_in_threadpool(model_spec, fields, services.paths)
+    spec = await run_in_threadpool(model_spec, fields, services.storage)
     return success(request, await services.store.create_model(token, spec))
 
 
@@ -49,7 +49,7 @@ async def update_model(name: str, request: Request, services: ServicesDep, token
     if current is None:
         raise NotFoundError(f"Model {name!r:.80} not found.")
     fields = ModelCreate.model_validate({**spec_fields(current), **given})
-    spec = await run_in_threadpool(model_spec, fields, services.paths)
+    spec = await run_in_threadpool(model_spec, fields, services.storage)
     return success(request, await services.store.update_model(token, name, spec))
 
 

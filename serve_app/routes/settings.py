@@ -27,7 +27,7 @@ async def update_settings(request: Request, services: ServicesDep, token: AdminT
     changes = (await parse_body(request, SettingsUpdate)).changes()
     if changes.get("default_checkpoint") is not None:
         checkpoint = await run_in_threadpool(
-            resolve_checkpoint, changes["default_checkpoint"], services.paths, field="default_checkpoint"
+            resolve_checkpoint, changes["default_checkpoint"], services.storage, field="default_checkpoint"
         )
         changes["default_checkpoint"] = checkpoint.name
     return success(request, await services.store.update_settings(token, changes))

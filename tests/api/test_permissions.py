@@ -16,6 +16,7 @@ from PIL import Image
 from storage.images import image_name, write_png
 from storage.metadata import utcnow
 from storage.passwords import token_digest
+from storage.shared import IMAGES, SharedStorage
 from tests.conftest import serve_locally
 
 IDENTITIES = ("none", "malformed", "expired", "revoked", "user", "other", "admin")
@@ -35,7 +36,7 @@ class World:
         store = self.client.store  # type: ignore[attr-defined]
         uuid = store.invocations.admit(self.user_id, {"prompt": "owned by user"}, limit=1000)["uuid"]
         name = image_name(uuid, 0)
-        write_png(self.data_dir / "images", name, Image.new("RGB", (8, 8)), {})
+        write_png(SharedStorage.from_url(self.data_dir), IMAGES, name, Image.new("RGB", (8, 8)), {})
         store.invocations.complete(uuid, [name], 1)
         return uuid
 

@@ -11,6 +11,7 @@ from storage.images import FLAGGED
 from storage.invocations import Invocations
 from storage.janitor import GRACE_S, sweep
 from storage.metadata import Metadata
+from storage.shared import SharedStorage
 
 
 def aged(path: Path, seconds: float) -> Path:
@@ -23,7 +24,8 @@ def aged(path: Path, seconds: float) -> Path:
 def test_a_sweep_removes_what_nobody_will_ask_for(tmp_path: Path) -> None:
     paths = DataPaths(tmp_path).ensure()
     db = Metadata.open(paths.database)
-    invocations = Invocations(db, paths.images)
+    storage = SharedStorage.from_url(tmp_path)
+    invocations = Invocations(db, storage)
     kept = invocations.admit(1, {}, limit=9)["uuid"]
     gone = invocations.admit(1, {}, limit=9)["uuid"]
     kept_image = aged(paths.images / f"{kept}_0.png", GRACE_S * 2)
@@ -36,7 +38,7 @@ def test_a_sweep_removes_what_nobody_will_ask_for(tmp_path: Path) -> None:
     old_step = aged(paths.intermediates / f"{'d' * 32}_5_0.png", 7200)
     new_step = aged(paths.intermediates / f"{'d' * 32}_10_0.png", 60)
 
-    swept = sweep(paths, db, intermediate_age_s=3600)
+    swept = sweep(storage, db, intermediate_age_s=3600)
 
     assert (swept.intermediates, swept.orphans, swept.partial, swept.records) == (1, 1, 1, 1)
     assert kept_image.exists() and fresh_orphan.exists() and new_step.exists()

@@ -20,6 +20,7 @@ from storage.invocations import RESTART_MESSAGE, Invocations
 from storage.listing import ListQuery
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
+from storage.shared import SharedStorage
 from storage.store import StoreService
 
 OWNER, OTHER = Caller(1, "owner", admin=False), Caller(2, "other", admin=False)
@@ -200,7 +201,7 @@ def test_an_invocation_whose_planner_stopped_renewing_ends_in_error(tmp_path: Pa
 
     clock = [0.0]
     db = Metadata.open(tmp_path / "db.duckdb")
-    invocations = Invocations(db, tmp_path, Leases(lambda: clock[0]))
+    invocations = Invocations(db, SharedStorage.from_url(tmp_path), Leases(lambda: clock[0]))
     held = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     lost = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     invocations.progress(held, 1, 10)
