@@ -63,3 +63,46 @@ def median_ms(values: list[float]) -> float:
 def percentile_ms(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)] * 1000
+
+
+@contextlib.contextmanager
+def local_serve(num_cpus: int = 8, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """A local Ray cluster in this process with Serve's proxy on a free port, for benchmarks that
+    deploy their own app (fake roles, several replicas); yields (base URL, metrics port)."""
+    import ray
+    from ray import serve
+
+    port, metrics_port = free_port(), free_port()
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    # The workers import the fake roles from tests/, which is not installed.
+    env = {"PYTHONPATH": str(REPOSITORY), "HF_HUB_OFFLINE": "1", **(env or {})}
+    ray.init(
+        num_cpus=num_cpus,  # logical: replicas reserve fractions; the machine may have 2 cores
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": env},
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
+        yield f"http://127.0.0.1:{port}", metrics_port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def deploy(app: object, url: str) -> None:
+    """Run ``app`` as the application "enfugue" at / and wait until it answers."""
+    from ray import serve
+
+    serve.run(app, name="enfugue", route_prefix="/")
+    wait_ready(url + "/api")
+
+
+def open_queue(client: httpx.Client, size: int) -> None:
+    """Let ``size`` invocations wait at once (the defaults keep a handful)."""
+    answer = client.post(
+        "/api/settings", json={"max_queued_invocations": size, "max_queued_invocations_per_user": size}
+    )
+    answer.raise_for_status()

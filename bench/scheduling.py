@@ -1,0 +1,126 @@
+"""How jobs spread over model replicas: fake roles of fixed latency on a local Ray cluster.
+
+1. Fixed replicas: 16 jobs on 4 Base replicas, all submitted at once; the makespan (first
+   submit to last completion) against the ideal, 16 x one job's time / 4 (target: <= 1.05x).
+2. Autoscaling: Base with autoscaling_config min 1, max 4, target_ongoing_requests 1, under the
+   same load: the replica count over time (target: grows 1 -> 4, back to 1 after the load).
+
+    python -m bench.scheduling
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import deploy, local_serve, open_queue
+from deployments.role import role_deployment
+from serve_app.app import ROLES, bind_app
+from serve_app.config import AppArgs, ReplicaOptions
+from tests.fake_role import DEMO_NAME, FakeRole, write_fake_checkpoint
+
+JOBS, REPLICAS, STEPS, STEP_SECONDS = 16, 4, 20, 0.1
+TARGET = 1.05
+# Quick to react (the Serve config of a GPU cluster waits longer: a model load is costly).
+AUTOSCALING = {
+    "min_replicas": 1, "max_replicas": REPLICAS, "target_ongoing_requests": 1,
+    "upscale_delay_s": 1, "downscale_delay_s": 5,
+}  # fmt: skip
+
+
+def fake_app(data_dir: Path, base: ReplicaOptions) -> object:
+    light = ReplicaOptions(num_cpus=0.1)
+    args = AppArgs(
+        data_dir=data_dir, ingress=light, store=light, planner=light, downloads=light,
+        base=base, inpainter=light, refiner=light, upscaler=light,
+    )  # fmt: skip
+    fakes = {name: role_deployment(FakeRole, deployment.name) for name, deployment in ROLES.items()}
+    return bind_app(args, fakes, (STEP_SECONDS,))
+
+
+def run_jobs(client: httpx.Client) -> float:
+    """Submit JOBS at once; seconds from the first submit to the last completion (polled every 20 ms)."""
+    job = {"prompt": "a fake", "width": 64, "height": 64, "num_inference_steps": STEPS}
+    started = time.perf_counter()
+    uuids = set()
+    for seed in range(JOBS):
+        answer = client.post("/api/invoke", json={**job, "seed": seed})
+        answer.raise_for_status()
+        uuids.add(answer.json()["data"]["uuid"])
+    while True:
+        statuses = {s["uuid"]: s for s in client.get("/api/invocation").json()["data"] if s["uuid"] in uuids}
+        if all(status["status"] not in ("queued", "processing") for status in statuses.values()):
+            ended = time.perf_counter()
+            break
+        time.sleep(0.02)
+    failed = [status["status"] for status in statuses.values() if status["status"] != "completed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs did not complete: {failed}")
+    return ended - started
+
+
+def base_replicas() -> int:
+    from ray import serve
+
+    deployment = serve.status().applications["enfugue"].deployments["Base"]
+    return deployment.replica_states.get("RUNNING", 0)
+
+
+def watch_replicas(samples: list[tuple[float, int]], stop: threading.Event, began: float) -> None:
+    while not stop.is_set():
+        samples.append((time.perf_counter() - began, base_replicas()))
+        time.sleep(0.5)
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    ideal = JOBS * STEPS * STEP_SECONDS / REPLICAS
+    with tempfile.TemporaryDirectory() as folder, local_serve() as (url, _):
+        data_dir = Path(folder)
+        write_fake_checkpoint(data_dir / "checkpoint" / DEMO_NAME)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            deploy(fake_app(data_dir, ReplicaOptions(num_replicas=REPLICAS, num_cpus=0.1)), url)
+            open_queue(client, JOBS)
+            run_jobs(client)  # warm: each replica's first job, the Planner's handle
+            makespan = run_jobs(client)
+            print(f"fixed: {JOBS} jobs of {STEPS * STEP_SECONDS:.1f} s on {REPLICAS} replicas")
+            print(
+                f"  makespan {makespan:.2f} s, ideal {ideal:.2f} s: ratio {makespan / ideal:.3f} (target <= {TARGET})"
+            )
+
+            autoscaled = ReplicaOptions(num_cpus=0.1, autoscaling_config=AUTOSCALING)
+            deploy(fake_app(data_dir, autoscaled), url)
+            open_queue(client, JOBS)
+            while base_replicas() != 1:  # the fixed deployment's replicas stopping
+                time.sleep(0.5)
+            samples: list[tuple[float, int]] = []
+            stop = threading.Event()
+            began = time.perf_counter()
+            watcher = threading.Thread(target=watch_replicas, args=(samples, stop, began), daemon=True)
+            watcher.start()
+            makespan = run_jobs(client)
+            loaded = time.perf_counter() - began
+            deadline = time.monotonic() + 120
+            while base_replicas() > 1 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(1)
+            stop.set()
+            watcher.join()
+    peak = max(count for _, count in samples)
+    grew = next((at for at, count in samples if count == peak), None)
+    back = next((at for at, count in samples if at > loaded and count == 1), None)
+    print(f"autoscaled (min 1, max {REPLICAS}): makespan {makespan:.2f} s for the same {JOBS} jobs")
+    print(f"  replicas: started at {samples[0][1]}, peak {peak} at {grew:.1f} s, load over at {loaded:.1f} s, ")
+    print(f"  back to 1 at {back:.1f} s" if back is not None else "  not back to 1 within 120 s")
+    changes = [sample for index, sample in enumerate(samples) if index == 0 or sample[1] != samples[index - 1][1]]
+    print("  timeline (s: replicas): " + ", ".join(f"{at:.1f}: {count}" for at, count in changes))
+    print(f"  target: 1 -> {REPLICAS} -> 1: {'met' if samples[0][1] == 1 and peak == REPLICAS and back else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
