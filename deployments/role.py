@@ -39,6 +39,8 @@ QUIET = {"enable_access_log": False}
 # A job waiting for a busy replica asks again at most this often: Serve's default backoff grows to
 # 0.5 s, which a queue of GPU jobs pays on every hand-over (bench/scheduling.py measures it).
 MAX_ROUTING_BACKOFF_S = 0.05
+# Jobs wait for the replicas that hold their model (while those are not overloaded).
+AFFINITY_ROUTER = "deployments.affinity_router:ModelAffinityRouter"
 
 
 @dataclass(frozen=True)
@@ -216,5 +218,5 @@ def role_deployment(role_class: Callable[..., Role], name: str) -> Any:
         health_check_period_s=30,
         graceful_shutdown_timeout_s=60,
         logging_config=QUIET,
-        request_router_config={"max_backoff_s": MAX_ROUTING_BACKOFF_S},
+        request_router_config={"request_router_class": AFFINITY_ROUTER, "max_backoff_s": MAX_ROUTING_BACKOFF_S},
     )(shell)
