@@ -2,14 +2,18 @@
 
 Serve's own router gives a job to a replica holding its model only while that replica is free: the
 moment it is busy (a GPU replica takes one job at a time, so nearly always under load), the job goes
-to one with the fewest models, which loads the model too. Loads cost seconds to minutes, far more
-than waiting for a job to end, so here a job waits for the replicas holding its model for up to
-``wait_s`` (longer means they are overloaded), then takes any replica. A job whose model no replica
-holds goes to the ones holding the fewest models, so models spread over the replicas.
+to one with the fewest models, which loads the model too. A load costs seconds to minutes, more than
+waiting for a job or two to end, so here a job waits for the replicas holding its model while they
+are not overloaded: fewer than ``spill_depth`` jobs of that model wait per holder, and this job has
+waited less than ``wait_s``. Past that it takes any free replica, the ones holding the fewest models
+first. A job whose model no replica holds goes to those too, so models spread over the replicas.
 
 A replica reports its models once loaded (through the controller: a second or so later); until
 then, the router counts a replica it sent a model's job to as holding that model, so the jobs
 behind the first wait for it instead of loading the model elsewhere meanwhile.
+
+When a job ends, its replica goes at once to the oldest job waiting for the same model (Serve
+would find it free only at that job's next retry, up to the backoff later, on every hand-over).
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from ray.serve.request_router import (
     RunningReplica,
 )  # fmt: skip
 
-# A job waits this long for a replica holding its model, about the time an SDXL checkpoint takes
-# to load on a GPU: waiting longer costs more than loading it elsewhere.
+# A job waits at most this long for a replica holding its model, about the time an SDXL checkpoint
+# takes to load on a GPU: waiting longer costs more than loading it elsewhere.
 AFFINITY_WAIT_S = 10.0
+# Jobs of one model that may wait per replica holding it before others load it too.
+SPILL_DEPTH = 2
 # How long a replica counts as holding a model it was sent: by then it has reported its models
 # (unless its load takes longer, and then it still holds the model's next job up).
 ROUTED_MEMORY_S = 60.0
@@ -49,12 +55,14 @@ R = TypeVar("R", bound=Replica)
 
 
 def rank(
-    replicas: Sequence[R], model_id: str, waited_s: float, wait_s: float,
-    routed: Mapping[Any, set[str]] | None = None,
+    replicas: Sequence[R], model_id: str, *, waited_s: float = 0.0, waiting: int = 1,
+    wait_s: float = AFFINITY_WAIT_S, spill_depth: int = SPILL_DEPTH, routed: Mapping[Any, set[str]] | None = None,
 ) -> list[list[R]]:  # fmt: skip
     """The replicas to try for a job, best first: each list is tried before the next (a busy
-    replica refuses). An empty result means: ask again after a short backoff. ``routed``: replica
-    id -> the models of the jobs recently sent there (held, or loading)."""
+    replica refuses; when all do, the router asks again after a short backoff).
+
+    ``waited_s``: how long this job has waited; ``waiting``: jobs of ``model_id`` waiting, this
+    one included; ``routed``: replica id -> the models of the jobs recently sent there."""
     if not model_id:  # no model to keep together: two at random, the less busy takes it
         return [random.sample(list(replicas), min(2, len(replicas)))] if replicas else []
 
@@ -62,25 +70,40 @@ def rank(
         return set(replica.multiplexed_model_ids) | (routed or {}).get(replica.replica_id, set())
 
     holders = [replica for replica in replicas if model_id in models(replica)]
-    if holders and waited_s < wait_s:
+    if holders and waited_s < wait_s and waiting <= spill_depth * len(holders):
         return [holders]
     others = [replica for replica in replicas if replica not in holders]
     fewest = min((len(models(replica)) for replica in others), default=0)
     emptiest = [replica for replica in others if len(models(replica)) == fewest]
-    return [holders, emptiest, [replica for replica in others if replica not in emptiest]]
+    ranked = [holders, emptiest, [replica for replica in others if replica not in emptiest]]
+    return [replicas for replicas in ranked if replicas]
 
 
 class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
-    """``request_router_config: {request_router_class: "deployments.affinity_router:ModelAffinityRouter",
-    request_router_kwargs: {wait_s: 10}}``: the model roles' default (deployments/role.py)."""
+    """The model roles' default (deployments/role.py); ``request_router_kwargs`` may set
+    ``wait_s`` and ``spill_depth``."""
 
-    _wait_s = AFFINITY_WAIT_S
-
-    def initialize_state(self, wait_s: float = AFFINITY_WAIT_S, **kwargs: Any) -> None:
+    def initialize_state(self, wait_s: float = AFFINITY_WAIT_S, spill_depth: int = SPILL_DEPTH, **_: Any) -> None:
         """Called by Serve with ``request_router_kwargs``."""
-        self._wait_s = wait_s
+        self._wait_s, self._spill_depth = wait_s, spill_depth
         # (model id, replica) -> time.monotonic() of the latest job of that model sent there.
         self._routed: dict[tuple[str, ReplicaID], float] = {}
+        # model id -> its jobs not routed yet, by request id.
+        self._waiting: dict[str, dict[str, PendingRequest]] = defaultdict(dict)
+        # Jobs running, by request id: their metadata, which names their model.
+        self._running: dict[str, Any] = {}
+
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
+        model_id = pending_request.metadata.multiplexed_model_id if pending_request else ""
+        if pending_request is None or not model_id:
+            return rank(candidate_replicas, "")
+        return rank(
+            candidate_replicas, model_id, waited_s=time.time() - pending_request.created_at,
+            waiting=self._count_waiting(model_id, pending_request), wait_s=self._wait_s,
+            spill_depth=self._spill_depth, routed=self._recently_routed(),
+        )  # fmt: skip
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
         model_id = pending_request.metadata.multiplexed_model_id
@@ -89,6 +112,26 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             for key in [key for key, at in self._routed.items() if now - at > ROUTED_MEMORY_S]:
                 del self._routed[key]
             self._routed[(model_id, replica_id)] = now
+            self._waiting[model_id].pop(pending_request.metadata.internal_request_id, None)
+            self._running[pending_request.metadata.internal_request_id] = pending_request.metadata
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        """Hand the freed replica to the oldest job waiting for the model it just ran."""
+        metadata = self._running.pop(internal_request_id, None)
+        replica = self.curr_replicas.get(replica_id)
+        if metadata is None or replica is None:
+            return
+        if self._get_pending_request_matching_metadata(metadata) is not None:
+            # Sent with Serve's rejection protocol: should the replica still count the ended
+            # job, it refuses, and the job is routed again as usual.
+            self._fulfill_next_pending_request(replica, metadata)
+
+    def _count_waiting(self, model_id: str, pending_request: PendingRequest) -> int:
+        waiting = self._waiting[model_id]
+        waiting[pending_request.metadata.internal_request_id] = pending_request
+        for request_id in [key for key, request in waiting.items() if request.future.done()]:
+            del waiting[request_id]  # routed (perhaps by another's routing task) or cancelled
+        return max(len(waiting), 1)
 
     def _recently_routed(self) -> dict[ReplicaID, set[str]]:
         now, models = time.monotonic(), defaultdict(set)
@@ -96,13 +139,3 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             if now - at <= ROUTED_MEMORY_S:
                 models[replica_id].add(model_id)
         return models
-
-    async def choose_replicas(
-        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
-    ) -> list[list[RunningReplica]]:
-        if pending_request is None:
-            return rank(candidate_replicas, "", 0.0, self._wait_s)
-        waited = time.time() - pending_request.created_at
-        model_id = pending_request.metadata.multiplexed_model_id
-        ranked = rank(candidate_replicas, model_id, waited, self._wait_s, self._recently_routed())
-        return [replicas for replicas in ranked if replicas]

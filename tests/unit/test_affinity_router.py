@@ -1,12 +1,11 @@
-"""The model roles' routing policy: a job waits for the replicas holding its model, for a while."""
+"""The model roles' routing policy: a job waits for the replicas holding its model while they are
+not overloaded."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pytest
-
-from deployments.affinity_router import AFFINITY_WAIT_S, ModelAffinityRouter, rank
+from deployments.affinity_router import rank
 
 
 @dataclass(eq=False)
@@ -27,24 +26,37 @@ def names(ranked: list[list[Replica]]) -> list[list[str]]:
 
 
 def test_a_job_waits_for_the_replicas_that_hold_its_model() -> None:
-    assert names(rank([A, B, EMPTY], "sd15", waited_s=0.0, wait_s=10)) == [["a", "b"]]
-    assert names(rank([A, B, EMPTY], "sdxl", waited_s=9.9, wait_s=10)) == [["b"]]
+    assert names(rank([A, B, EMPTY], "sd15")) == [["a", "b"]]
+    assert names(rank([A, B, EMPTY], "sdxl", waited_s=9.9, wait_s=10, waiting=2, spill_depth=2)) == [["b"]]
 
 
-def test_after_waiting_long_enough_any_replica_takes_it_holders_first() -> None:
-    ranked = rank([A, B, EMPTY], "sdxl", waited_s=10.0, wait_s=10)
-    assert names(ranked) == [["b"], ["empty"], ["a"]]
+def test_past_the_wait_any_replica_takes_it_holders_first_then_the_emptiest() -> None:
+    assert names(rank([A, B, EMPTY], "sdxl", waited_s=10.0, wait_s=10)) == [["b"], ["empty"], ["a"]]
+
+
+def test_a_deep_queue_of_one_model_spills_over_to_other_replicas() -> None:
+    assert names(rank([A, B, EMPTY], "sdxl", waiting=3, spill_depth=2)) == [["b"], ["empty"], ["a"]]
+    assert names(rank([A, B, EMPTY], "sd15", waiting=4, spill_depth=2)) == [["a", "b"]]  # two holders
+    assert names(rank([A, B, EMPTY], "sd15", waiting=5, spill_depth=2)) == [["a", "b"], ["empty"]]
 
 
 def test_a_model_nobody_holds_goes_to_the_replicas_with_the_fewest_models() -> None:
-    assert names(rank([A, B, EMPTY], "other", waited_s=0.0, wait_s=10)) == [[], ["empty"], ["a", "b"]]
-    assert names(rank([A, B], "other", waited_s=0.0, wait_s=10)) == [[], ["a"], ["b"]]
+    assert names(rank([A, B, EMPTY], "other")) == [["empty"], ["a", "b"]]
+    assert names(rank([A, B], "other")) == [["a"], ["b"]]
+
+
+def test_a_replica_sent_a_model_counts_as_holding_it_before_it_reports_it() -> None:
+    fresh, other = Replica("fresh"), Replica("other")
+    routed = {fresh.replica_id: {"sd15"}}
+    assert names(rank([fresh, other], "sd15", routed=routed)) == [["fresh"]]
+    # ...and as holding one model more when a new one is placed.
+    assert names(rank([fresh, other], "sdxl", routed=routed)) == [["other"], ["fresh"]]
 
 
 def test_without_a_model_two_replicas_at_random() -> None:
-    ranked = rank([A, B, EMPTY], "", waited_s=0.0, wait_s=10)
+    ranked = rank([A, B, EMPTY], "")
     assert len(ranked) == 1 and len(ranked[0]) == 2 and len(set(map(id, ranked[0]))) == 2
-    assert rank([], "", 0.0, 10) == [] and names(rank([A], "", 0.0, 10)) == [["a"]]
+    assert rank([], "") == [] and names(rank([A], "")) == [["a"]]
 
 
 def test_the_roles_route_with_it() -> None:
@@ -53,12 +65,3 @@ def test_the_roles_route_with_it() -> None:
     config = Base._deployment_config.request_router_config
     assert config.request_router_class == "deployments.affinity_router:ModelAffinityRouter"
     assert config.max_backoff_s <= 0.05
-    assert ModelAffinityRouter._wait_s == pytest.approx(AFFINITY_WAIT_S)
-
-
-def test_a_replica_sent_a_model_counts_as_holding_it_before_it_reports_it() -> None:
-    fresh, other = Replica("fresh"), Replica("other")
-    routed = {fresh.replica_id: {"sd15"}}
-    assert names(rank([fresh, other], "sd15", 0.0, 10, routed)) == [["fresh"]]
-    # ...and as holding one model more when a new one is placed.
-    assert names(rank([fresh, other], "sdxl", 0.0, 10, routed)) == [[], ["other"], ["fresh"]]
