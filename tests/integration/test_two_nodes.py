@@ -1,6 +1,7 @@
 """Two nodes: a second node joins the session's cluster with `ray start --address` and a custom
-resource; the Base role pinned to that resource runs there, and its images come back through the
-ingress on the head."""
+resource; the Base role pinned to that resource runs there, reading its model from the shared
+storage (a file:// URL, apart from the data folder), and its images come back through the ingress
+on the head, from that storage."""
 
 from __future__ import annotations
 
@@ -49,20 +50,23 @@ def second_node(ray_serve: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
-def pinned(ray_serve: str, second_node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app with Base pinned to the second node's resource; yields its URL."""
+def pinned(
+    ray_serve: str, second_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, Path]]:
+    """The app with Base pinned to the second node's resource; yields its URL, data folder and storage."""
     from ray import serve
 
     from deployments.demo import write_demo_checkpoint
     from serve_app.app import build_app
     from storage.files import DataPaths
 
-    paths = DataPaths(tmp_path_factory.mktemp("data")).ensure()
-    write_demo_checkpoint(paths.models("checkpoint"))
-    args = small_app_args(paths.root).model_copy(update={"base": ReplicaOptions(num_cpus=1, resources={RESOURCE: 1})})
+    data, shared = DataPaths(tmp_path_factory.mktemp("data")), DataPaths(tmp_path_factory.mktemp("shared")).ensure()
+    write_demo_checkpoint(shared.models("checkpoint"))
+    base = ReplicaOptions(num_cpus=1, resources={RESOURCE: 1})
+    args = small_app_args(data.root).model_copy(update={"base": base, "storage_url": shared.root.as_uri()})
     serve.run(build_app(args), name="enfugue", route_prefix="/")
     try:
-        yield ray_serve
+        yield ray_serve, data.root, shared.root
     finally:
         serve.delete("enfugue")
 
@@ -78,14 +82,17 @@ def replica_nodes(deployment: str) -> set[str]:
     }
 
 
-def test_a_pinned_role_runs_on_its_node_and_its_images_reach_the_ingress(pinned: str, second_node: str) -> None:
+def test_a_pinned_role_runs_on_its_node_and_its_images_reach_the_ingress(
+    pinned: tuple[str, Path, Path], second_node: str
+) -> None:
+    url, data_dir, shared = pinned
     import ray
 
     assert replica_nodes("Base") == {second_node}
     head = ray.get_runtime_context().get_node_id()
     assert head != second_node and replica_nodes("Ingress") <= {head, second_node}
 
-    with httpx.Client(base_url=pinned, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60) as http:
         job = http.post("/api/invoke", json={"prompt": "far away", "width": 64, "height": 64, "num_inference_steps": 3})
         assert job.status_code == 200, job.text
         uuid = job.json()["data"]["uuid"]
@@ -96,5 +103,7 @@ def test_a_pinned_role_runs_on_its_node_and_its_images_reach_the_ingress(pinned:
         assert status["status"] == "completed", status
         png = http.get("/api/invocation/" + status["images"][0])
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content == (shared / status["images"][0]).read_bytes()
+    assert not list((data_dir / "images").glob("*.png"))
     image = Image.open(io.BytesIO(png.content))
     assert image.size == (64, 64) and len(image.getcolors(64 * 64)) > 1  # a diffused image, not a blank
