@@ -12,8 +12,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from storage.shared import SharedStorage
 
-IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png$")
-INTERMEDIATE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<step>\d{1,6})_(?P<index>\d{1,4})\.png$")
+IMAGE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<index>\d{1,4})\.png\Z")
+INTERMEDIATE_NAME = re.compile(r"^(?P<uuid>[0-9a-f]{32})_(?P<step>\d{1,6})_(?P<index>\d{1,4})\.png\Z")
 
 
 # In an invocation's images, an output the safety checker withheld (as Enfugue lists it).

@@ -167,10 +167,18 @@ def checkpoint_size(fs: AbstractFileSystem, path: str) -> int:
     unpickles): a bare ``.ckpt`` cannot be inspected safely without loading it, so, as Enfugue
     does, its name decides ("xl").
     """
-    if fs.isdir(path):
-        return _configured_size(fs, path)
-    if (sidecar := sidecar_config(fs, path)) is not None:
-        return _configured_size(fs, sidecar)
-    if path.lower().endswith(".safetensors"):
-        return _size_from_shapes(_safetensors_shapes(fs, path))
+    try:
+        if fs.isdir(path):
+            return _configured_size(fs, path)
+        if (sidecar := sidecar_config(fs, path)) is not None:
+            return _configured_size(fs, sidecar)
+        if path.lower().endswith(".safetensors"):
+            return _size_from_shapes(_safetensors_shapes(fs, path))
+    except UnreadableModelError:
+        raise
+    except (FileNotFoundError, ValueError, KeyError, TypeError, IndexError) as error:
+        # A folder without a UNet's or VAE's config.json, a config without its keys, odd shapes.
+        raise UnreadableModelError(
+            f"{posixpath.basename(path)}: its configuration cannot be read ({error!r:.100})"
+        ) from error
     return 1024 if "xl" in posixpath.basename(path).lower() else 512

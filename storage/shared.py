@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import posixpath
 import secrets
 import shutil
@@ -56,7 +57,9 @@ class SharedStorage:
 
     @classmethod
     def from_url(cls, url: str | Path, cache: Path | None = None) -> SharedStorage:
-        fs, root = url_to_fs(str(url))
+        # No listing cache: fsspec's never expires and sees only this process's writes, while other
+        # processes (the Planner, downloads, other nodes) write here all the time.
+        fs, root = url_to_fs(str(url), use_listings_cache=False)
         if not root.strip("/"):
             raise ValueError(f"storage {url!s:.200} names no folder (give a path, or a URL with a bucket and folder)")
         return cls(fs, posixpath.normpath(root), cache)
@@ -116,11 +119,24 @@ class SharedStorage:
     def read(self, folder: str, name: str) -> bytes:
         return self.fs.cat_file(self.path(folder, name))
 
-    def chunks(self, folder: str, name: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-        """The file's bytes, ``size`` at a time (for streaming it out)."""
-        with self.fs.open(self.path(folder, name), "rb") as handle:
-            while block := handle.read(size):
-                yield block
+    def opened(self, folder: str, name: str, size: int = CHUNK_BYTES) -> tuple[int, Iterator[bytes]] | None:
+        """The file's length and its bytes, ``size`` at a time, from a handle opened now (for
+        streaming it out: a file removed meanwhile still streams whole); None when there is none."""
+        try:
+            handle = self.fs.open(self.path(folder, name), "rb")
+        except OSError as error:
+            if missing(error) or isinstance(error, IsADirectoryError):
+                return None
+            raise
+        length = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while block := handle.read(size):
+                    yield block
+
+        return length, chunks()
 
     def size(self, folder: str, name: str) -> int | None:
         """The file's size; None when there is no such file."""
@@ -213,7 +229,12 @@ class SharedStorage:
         staging = destination / f".fetch-{secrets.token_hex(4)}"
         try:
             for path in files:
-                local = staging / path[len(parent) + 1 :]
+                # An object store's keys are not a file system's paths: one with ".." in it must
+                # not write outside the staging folder.
+                relative = posixpath.relpath(posixpath.normpath(path), posixpath.normpath(parent))
+                if relative == ".." or relative.startswith("../"):
+                    raise model_folders.UnsafePathError(f"{path!r} is outside the folder {parent}")
+                local = staging / relative
                 local.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(path, str(local))
             for item in staging.iterdir():

@@ -79,12 +79,13 @@ async def _png(request: Request, storage: SharedStorage, folder: str, name: str)
     etag = f'"{name}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": _IMMUTABLE})
-    size = await run_in_threadpool(storage.size, folder, name)
-    if size is None:
+    opened = await run_in_threadpool(storage.opened, folder, name)
+    if opened is None:
         raise NotFoundError(f"Image {name} not found.")
+    size, chunks = opened
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Content-Length": str(size)}
     # A plain iterator: Starlette reads it in a thread, so blocking reads stay off the event loop.
-    return StreamingResponse(storage.chunks(folder, name), media_type="image/png", headers=headers)
+    return StreamingResponse(chunks, media_type="image/png", headers=headers)
 
 
 @router.get("/api/invocation")

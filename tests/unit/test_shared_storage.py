@@ -66,7 +66,9 @@ def test_files_are_written_read_streamed_listed_and_removed(storage: SharedStora
     storage.write(IMAGES, "a.png", b"0123456789")
     storage.write(IMAGES, "a.png", b"abcdef")  # replaced whole
     assert storage.read(IMAGES, "a.png") == b"abcdef"
-    assert list(storage.chunks(IMAGES, "a.png", size=4)) == [b"abcd", b"ef"]
+    length, chunks = storage.opened(IMAGES, "a.png", size=4)
+    assert length == 6 and list(chunks) == [b"abcd", b"ef"]
+    assert storage.opened(IMAGES, "missing.png") is None
     assert storage.size(IMAGES, "a.png") == 6 and storage.exists(IMAGES, "a.png")
     assert storage.size(IMAGES, "missing.png") is None and not storage.exists(IMAGES, "missing.png")
     (entry,) = storage.files(IMAGES)
@@ -215,3 +217,14 @@ def test_a_storage_url_fsspec_cannot_serve_is_refused_at_start(url: str, message
     with pytest.raises(ValidationError, match=message):
         AppArgs(storage_url=url)
     assert AppArgs(storage_url="memory://enfugue").storage_url == "memory://enfugue"
+
+
+def test_a_model_folder_without_its_configs_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    from storage.model_folders import UnreadableModelError, checkpoint_size
+
+    storage = SharedStorage.from_url(tmp_path)
+    odd = tmp_path / "checkpoint" / "odd"
+    odd.mkdir(parents=True)
+    (odd / "model_index.json").write_text("{}")  # a pipeline folder with no unet/ or vae/
+    with pytest.raises(UnreadableModelError, match="odd: its configuration cannot be read"):
+        checkpoint_size(storage.fs, str(odd))
