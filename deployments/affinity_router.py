@@ -41,6 +41,8 @@ SPILL_DEPTH = 2
 # How long a replica counts as holding a model it was sent: by then it has reported its models
 # (unless its load takes longer, and then it still holds the model's next job up).
 ROUTED_MEMORY_S = 60.0
+# A job longer than this is forgotten: when it ends, its replica is found free at the next retry.
+RUNNING_MEMORY_S = 3600.0
 
 
 class Replica(Protocol):
@@ -90,8 +92,8 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         self._routed: dict[tuple[str, ReplicaID], float] = {}
         # model id -> its jobs not routed yet, by request id.
         self._waiting: dict[str, dict[str, PendingRequest]] = defaultdict(dict)
-        # Jobs running, by request id: their metadata, which names their model.
-        self._running: dict[str, Any] = {}
+        # Jobs running, by request id: their metadata (which names their model) and since when.
+        self._running: dict[str, tuple[Any, float]] = {}
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
@@ -109,15 +111,14 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         model_id = pending_request.metadata.multiplexed_model_id
         if model_id:
             now = time.monotonic()
-            for key in [key for key, at in self._routed.items() if now - at > ROUTED_MEMORY_S]:
-                del self._routed[key]
+            self._forget_old(now)
             self._routed[(model_id, replica_id)] = now
             self._waiting[model_id].pop(pending_request.metadata.internal_request_id, None)
-            self._running[pending_request.metadata.internal_request_id] = pending_request.metadata
+            self._running[pending_request.metadata.internal_request_id] = (pending_request.metadata, now)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """Hand the freed replica to the oldest job waiting for the model it just ran."""
-        metadata = self._running.pop(internal_request_id, None)
+        metadata, _ = self._running.pop(internal_request_id, (None, None))
         replica = self.curr_replicas.get(replica_id)
         if metadata is None or replica is None:
             return
@@ -125,6 +126,21 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             # Sent with Serve's rejection protocol: should the replica still count the ended
             # job, it refuses, and the job is routed again as usual.
             self._fulfill_next_pending_request(replica, metadata)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop what no longer says anything: old routings, jobs waiting no more (routed by another's
+        routing task, or cancelled), and running ones whose end came before their start was told
+        (a quick stream can end first)."""
+        for key in [key for key, at in self._routed.items() if now - at > ROUTED_MEMORY_S]:
+            del self._routed[key]
+        for model_id in list(self._waiting):
+            waiting = self._waiting[model_id]
+            for request_id in [key for key, request in waiting.items() if request.future.done()]:
+                del waiting[request_id]
+            if not waiting:
+                del self._waiting[model_id]
+        for request_id in [key for key, (_, at) in self._running.items() if now - at > RUNNING_MEMORY_S]:
+            del self._running[request_id]
 
     def _count_waiting(self, model_id: str, pending_request: PendingRequest) -> int:
         waiting = self._waiting[model_id]

@@ -40,7 +40,7 @@ def invocation_ended(status: str) -> None:
 
 def queue_seconds(seconds: float) -> None:
     histogram = _metric(
-        metrics.Histogram, "enfugue_queue_seconds", "Time from admission to the first progress.",
+        metrics.Histogram, "enfugue_queue_seconds", "Time in the queue: admission to start (or to an end before it).",
         boundaries=QUEUE_BOUNDARIES,
     )  # fmt: skip
     histogram.observe(max(seconds, 0.0))
