@@ -165,7 +165,8 @@ class Downloader:
                         async for chunk in response.aiter_bytes():  # as it arrives: progress moves
                             download.downloaded += len(chunk)
                             self._check_size(download.downloaded)
-                            file.write(chunk)
+                            # In a thread: on an object store a write may upload a part.
+                            await asyncio.to_thread(file.write, chunk)
                             downloaded(len(chunk))
                         if download.total is not None and download.downloaded != download.total:
                             raise BadRequestError(
