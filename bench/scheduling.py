@@ -35,14 +35,14 @@ AUTOSCALING = {
 }  # fmt: skip
 
 
-def fake_app(data_dir: Path, base: ReplicaOptions) -> object:
+def fake_app(data_dir: Path, base: ReplicaOptions, step_seconds: float = STEP_SECONDS) -> object:
     light = ReplicaOptions(num_cpus=0.1)
     args = AppArgs(
         data_dir=data_dir, ingress=light, store=light, planner=light, downloads=light,
         base=base, inpainter=light, refiner=light, upscaler=light,
     )  # fmt: skip
     fakes = {name: role_deployment(FakeRole, deployment.name) for name, deployment in ROLES.items()}
-    return bind_app(args, fakes, (STEP_SECONDS,))
+    return bind_app(args, fakes, (step_seconds,))
 
 
 def run_jobs(client: httpx.Client) -> float:
@@ -82,23 +82,28 @@ def watch_replicas(samples: list[tuple[float, int]], stop: threading.Event, bega
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    ideal = JOBS * STEPS * STEP_SECONDS / REPLICAS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--step-seconds", type=float, default=STEP_SECONDS,
+        help=f"a fake step's latency (default {STEP_SECONDS}: {STEPS * STEP_SECONDS:.0f} s jobs)",
+    )  # fmt: skip
+    step_seconds = parser.parse_args().step_seconds
+    ideal = JOBS * STEPS * step_seconds / REPLICAS
     with tempfile.TemporaryDirectory() as folder, local_serve() as (url, _):
         data_dir = Path(folder)
         write_fake_checkpoint(data_dir / "checkpoint" / DEMO_NAME)
         with httpx.Client(base_url=url, timeout=60) as client:
-            deploy(fake_app(data_dir, ReplicaOptions(num_replicas=REPLICAS, num_cpus=0.1)), url)
+            deploy(fake_app(data_dir, ReplicaOptions(num_replicas=REPLICAS, num_cpus=0.1), step_seconds), url)
             open_queue(client, JOBS)
             run_jobs(client)  # warm: each replica's first job, the Planner's handle
             makespan = run_jobs(client)
-            print(f"fixed: {JOBS} jobs of {STEPS * STEP_SECONDS:.1f} s on {REPLICAS} replicas")
+            print(f"fixed: {JOBS} jobs of {STEPS * step_seconds:.1f} s on {REPLICAS} replicas")
             print(
                 f"  makespan {makespan:.2f} s, ideal {ideal:.2f} s: ratio {makespan / ideal:.3f} (target <= {TARGET})"
             )
 
             autoscaled = ReplicaOptions(num_cpus=0.1, autoscaling_config=AUTOSCALING)
-            deploy(fake_app(data_dir, autoscaled), url)
+            deploy(fake_app(data_dir, autoscaled, step_seconds), url)
             open_queue(client, JOBS)
             while base_replicas() != 1:  # the fixed deployment's replicas stopping
                 time.sleep(0.5)
