@@ -18,6 +18,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -58,30 +59,22 @@ class ReplicaOptions(BaseModel):
     placement_group_bundles: list[dict[str, NonNegativeFloat]] | None = None
     placement_group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] | None = None
 
-    @field_validator("autoscaling_config")
+    @field_validator("autoscaling_config", "request_router_config")
     @classmethod
-    def _serve_autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _serve_schema(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        """Checked with Serve's own model of the option, unknown keys refused."""
         if value is not None:
-            from ray.serve.config import AutoscalingConfig  # here: ray takes seconds to import
+            from ray.serve import config  # here: ray takes seconds to import
 
-            unknown = sorted(set(value) - set(AutoscalingConfig.model_fields))
+            schemas = {
+                "autoscaling_config": config.AutoscalingConfig,
+                "request_router_config": config.RequestRouterConfig,
+            }
+            schema = schemas[info.field_name]
+            unknown = sorted(set(value) - set(schema.model_fields))
             if unknown:
-                raise ValueError(f"unknown autoscaling_config keys {unknown}; see ray.serve.config.AutoscalingConfig")
-            AutoscalingConfig(**value)
-        return value
-
-    @field_validator("request_router_config")
-    @classmethod
-    def _serve_router(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            from ray.serve.config import RequestRouterConfig
-
-            unknown = sorted(set(value) - set(RequestRouterConfig.model_fields))
-            if unknown:
-                raise ValueError(
-                    f"unknown request_router_config keys {unknown}; see ray.serve.config.RequestRouterConfig"
-                )
-            RequestRouterConfig(**value)
+                raise ValueError(f"unknown {info.field_name} keys {unknown}; see ray.serve.config.{schema.__name__}")
+            schema(**value)
         return value
 
     @model_validator(mode="after")
