@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,9 +20,8 @@ from ray import serve
 from ray.exceptions import RayActorError
 
 from deployments.image_steps import Composite, RemoveBackground, Upscale
-from deployments.plan import DENOISE, Plan, Step, make_plan
+from deployments.plan import DENOISE, Plan, Step
 from deployments.progress import ProgressWriter
-from deployments.request import GenerationRequest
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
 from deployments.steps import StepOutputs
 from serve_app.errors import APIError
@@ -73,33 +71,37 @@ class Planner:
         self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
         self._renewing: asyncio.Task[None] | None = None
 
-    async def run(self, uuid: str, request: GenerationRequest) -> str:
-        """Execute the invocation to its end; the outcome goes to the Store. Returns the final status."""
+    async def run(self, uuid: str, plan: Plan) -> str:
+        """Execute the invocation's plan (made by the ingress, which checked its cost) to its end;
+        the outcome goes to the Store. Returns the final status."""
         self._jobs.add(uuid)
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.get_running_loop().create_task(self._renew_leases())
         try:
-            return await self._run(uuid, request)
+            return await self._run(uuid, plan)
         finally:
             self._jobs.discard(uuid)
 
     async def _renew_leases(self) -> None:
         """Tell the Store every few seconds which jobs this replica still holds: should it die,
-        theirs run out and the Store ends them."""
+        theirs run out and the Store ends them. The first round waits too: a lease is granted at
+        admission, and a call now would only delay the job's first step."""
         while self._jobs:
+            await asyncio.sleep(RENEW_INTERVAL_S)
+            if not self._jobs:
+                return
             try:
                 await self._store.renew(sorted(self._jobs))
             except Exception:  # the next round may reach it
                 logger.warning("could not renew the leases of %s jobs", len(self._jobs), exc_info=True)
-            await asyncio.sleep(RENEW_INTERVAL_S)
 
-    async def _run(self, uuid: str, request: GenerationRequest) -> str:
+    async def _run(self, uuid: str, plan: Plan) -> str:
+        job = asyncio.ensure_future(self._execute(uuid, plan))
+        # The first step is sent before the watch for a cancel: the job is waited for, the watch not.
+        await asyncio.sleep(0)
         watch = self._store_handle.stopped.remote(uuid)
         stopped = asyncio.ensure_future(watch)
-        plan: Plan | None = None
         try:
-            plan = make_plan(request, random_seed=secrets.randbelow(2**32))
-            job = asyncio.ensure_future(self._execute(uuid, plan))
             await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not job.done() and stopped.exception() is not None:
                 logger.warning("invocation %s: cannot watch for a cancel: %s", uuid, stopped.exception())
@@ -112,10 +114,10 @@ class Planner:
                 return "cancelled"
             return job.result()
         except APIError as error:
-            await self._store.fail(uuid, error.detail, plan and plan.to_dict())
+            await self._store.fail(uuid, error.detail, plan.to_dict())
         except Exception as error:
             logger.exception("invocation %s failed", uuid)
-            await self._store.fail(uuid, describe(error), plan and plan.to_dict())
+            await self._store.fail(uuid, describe(error), plan.to_dict())
         finally:
             watch.cancel()
         return "error"
@@ -138,7 +140,8 @@ class Planner:
                 done += steps
         finally:
             await job.writer.close()
-            await asyncio.to_thread(self._remove, job.shown + job.before)
+            if job.shown or job.before:
+                await asyncio.to_thread(self._remove, job.shown + job.before)
         names = await asyncio.to_thread(self._save, uuid, plan, outputs[-1])
         if await self._store.complete(uuid, names, done, plan.to_dict()):
             logger.info("invocation %s completed: %s images, %s steps", uuid, len(names), done)

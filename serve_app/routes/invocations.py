@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from deployments.plan import make_plan
-from deployments.request import GenerationRequest
+from deployments.plan import Plan, make_plan
 from serve_app.auth import TokenDep
 from serve_app.costs import check_cost
 from serve_app.dependencies import ServicesDep, parse_body
@@ -44,19 +44,20 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     uuid = admitted["status"]["uuid"]
     try:
         # Folder walks and checkpoint headers: off the event loop.
-        generation = await run_in_threadpool(_resolved, body, admitted, services.storage)
+        plan = await run_in_threadpool(_planned, body, admitted, services.storage)
     except APIError:
         await services.store.withdraw(token, uuid)
         raise
-    services.launch(services.planner.run.remote(uuid, generation), uuid)
+    services.launch(services.planner.run.remote(uuid, plan), uuid)
     return success(request, admitted["status"])
 
 
-def _resolved(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> GenerationRequest:
-    """The domain request, once its cost is within the limits (checked on the plan it makes)."""
-    generation = generation_request(body, admitted, storage)
-    check_cost(make_plan(generation, random_seed=0), admitted["limits"])
-    return generation
+def _planned(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> Plan:
+    """The invocation's plan (a random seed where the request has none), once its cost is within
+    the limits; the Planner runs it as it is."""
+    plan = make_plan(generation_request(body, admitted, storage), random_seed=secrets.randbelow(2**32))
+    check_cost(plan, admitted["limits"])
+    return plan
 
 
 @router.get("/api/invocation/images/{name}")
