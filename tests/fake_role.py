@@ -69,11 +69,14 @@ class FakeRole:
             return [_white_transparent(image) for image in inputs]
         total = step.expected_steps
         size = inputs[0].size if inputs else (step.width, step.height)
+        began = time.monotonic()
         for index in range(total):
             if reporter.stopped:
                 self.stopped_at.append(time.monotonic())
                 raise Stopped
-            time.sleep(self.step_seconds)
+            # Each step ends on its own deadline: a job lasts total x step_seconds, however late a
+            # busy machine wakes a sleep (a device's steps do not drift so).
+            time.sleep(max(0.0, began + (index + 1) * self.step_seconds - time.monotonic()))
             reporter.progress(index + 1, total)
             if step.intermediate_steps and (index + 1) % step.intermediate_steps == 0 and index + 1 < total:
                 reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
