@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # Loaded models a replica keeps (least recently used goes first); requests are routed to
 # replicas that already hold their model.
 MODELS_PER_REPLICA = 2
+# Jobs a replica takes: one runs, the next waits its turn inside the replica, so the device starts
+# it the moment the first ends instead of idling through a hand-over (two hops through the caller).
+JOBS_PER_REPLICA = 2
 PROGRESS_INTERVAL_S = 0.1
 # Internal deployments log what an operator needs (loads, failures), not one line per call.
 QUIET = {"enable_access_log": False}
@@ -183,12 +186,15 @@ async def _outlive_cancellation(work: asyncio.Future[Any]) -> None:
 
 
 class RoleDeployment:
-    """The deployment shell of every model role: models by multiplexing, a stream per job."""
+    """The deployment shell of every model role: models by multiplexing, a stream per job, one
+    job at a time (a diffusers pipeline is not thread-safe, and a device runs one job well)."""
 
     role_class: ClassVar[Callable[..., Role]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._role = self.role_class(*args, **kwargs)
+        # Jobs take their turns in the order they came (asyncio's lock is first come, first served).
+        self._turn = asyncio.Lock()
 
     @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
     async def model(self, model_id: str) -> Any:
@@ -201,20 +207,22 @@ class RoleDeployment:
 
     async def generate(self, step: Any, inputs: list[Image.Image]) -> AsyncIterator[Event]:
         """Consumed with ``handle.options(stream=True)``; with ``multiplexed_model_id=step.model_id``
-        too, Serve routes it to a replica that holds the step's model (model affinity)."""
-        async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs):
-            yield event
+        too, Serve routes it to a replica that holds the step's model (model affinity). A job
+        waiting its turn has not started: ``Started`` comes with its turn, its model load too."""
+        async with self._turn:
+            async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs):
+                yield event
 
     async def check_health(self) -> None:
         await asyncio.to_thread(self._role.check_health)
 
 
 def role_deployment(role_class: Callable[..., Role], name: str) -> Any:
-    """The Serve deployment of one role: one job at a time (a diffusers pipeline is not thread-safe)."""
+    """The Serve deployment of one role: one job running and the next waiting its turn."""
     shell = type(name, (RoleDeployment,), {"role_class": role_class, "__module__": role_class.__module__})
     return serve.deployment(
         name=name,
-        max_ongoing_requests=1,
+        max_ongoing_requests=JOBS_PER_REPLICA,
         health_check_period_s=30,
         graceful_shutdown_timeout_s=60,
         logging_config=QUIET,

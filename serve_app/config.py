@@ -28,8 +28,6 @@ def default_data_dir() -> Path:
     return Path(user_cache_dir("enfugue-serve", appauthor=False))
 
 
-# The roles that run models: one job per replica at a time (a diffusers pipeline is not thread-safe).
-MODEL_ROLES = ("base", "inpainter", "refiner", "upscaler")
 _ACTOR_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"}
 
 
@@ -160,14 +158,4 @@ class AppArgs(BaseModel):
                 f"store.num_replicas must be 1 (got {self.store.num_replicas!r}) and store.autoscaling_config "
                 "unset: only one process may open the DuckDB file"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _one_job_per_model_replica(self) -> AppArgs:
-        for name in MODEL_ROLES:
-            limit = getattr(self, name).max_ongoing_requests
-            if limit not in (None, 1):
-                raise ValueError(
-                    f"{name}.max_ongoing_requests must be 1 (got {limit}): a replica runs one job at a time"
-                )
         return self

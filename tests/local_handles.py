@@ -69,8 +69,8 @@ class LocalHandle:
 
 
 class LocalRole:
-    """A role's deployment without Ray: the same ``stream``, a dict of loaded models, and a lock
-    for what ``max_ongoing_requests=1`` guarantees there (one job at a time)."""
+    """A role's deployment without Ray: the same ``stream``, a dict of loaded models, and the
+    shell's turns (one job at a time, in the order they came)."""
 
     def __init__(self, role: Role) -> None:
         self.role = role

@@ -29,3 +29,34 @@ class TestFakeRoleContract(RoleContract):
             return make_plan(request, random_seed=0).steps[0]
 
         return step
+
+
+def test_the_deployment_shell_runs_one_job_at_a_time_and_the_next_starts_with_its_turn(tmp_path: Path) -> None:
+    """Serve sends a replica JOBS_PER_REPLICA jobs; the second waits its turn inside the replica
+    and starts (``Started``, its model, its steps) only once the first's stream is done."""
+    import asyncio
+
+    from deployments.role import JOBS_PER_REPLICA, Outputs, Started, role_deployment
+
+    class Unmultiplexed(role_deployment(FakeRole, "Fake").func_or_class):  # type: ignore[misc]
+        async def model(self, model_id: str) -> str:  # Serve's multiplexing needs a replica
+            return await asyncio.to_thread(self._role.load, model_id)
+
+    write_fake_checkpoint(tmp_path / "fake")
+    shell = Unmultiplexed(step_seconds=0.01, checkpoints=tmp_path)
+    step = make_plan(GenerationRequest(Checkpoint("fake", 64), seed=1, num_inference_steps=5), random_seed=0).steps[0]
+
+    async def jobs() -> list[tuple[int, str]]:
+        timeline: list[tuple[int, str]] = []
+
+        async def job(index: int) -> None:
+            async for event in shell.generate(step, []):
+                if isinstance(event, Started | Outputs):
+                    timeline.append((index, type(event).__name__))
+
+        await asyncio.gather(*(job(index) for index in range(JOBS_PER_REPLICA + 1)))
+        return timeline
+
+    timeline = asyncio.run(jobs())
+    assert JOBS_PER_REPLICA == 2
+    assert timeline == [(0, "Started"), (0, "Outputs"), (1, "Started"), (1, "Outputs"), (2, "Started"), (2, "Outputs")]
