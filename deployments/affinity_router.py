@@ -1,12 +1,13 @@
 """Model affinity: the request router of the model roles, run by Serve in the caller (the Planner).
 
 Serve's own router gives a job to a replica holding its model only while that replica is free: the
-moment it is busy (a GPU replica takes one job at a time, so nearly always under load), the job goes
+moment it is busy (a GPU replica runs one job at a time, so nearly always under load), the job goes
 to one with the fewest models, which loads the model too. A load costs seconds to minutes, more than
 waiting for a job or two to end, so here a job waits for the replicas holding its model while they
 are not overloaded: fewer than ``spill_depth`` jobs of that model wait per holder, and this job has
-waited less than ``wait_s``. Past that it takes any free replica, the ones holding the fewest models
-first. A job whose model no replica holds goes to those too, so models spread over the replicas.
+waited less than ``wait_s``. A replica holding no model at all may take it meanwhile (it idles
+otherwise). Past that it takes any free replica, the ones holding the fewest models first. A job
+whose model no replica holds goes to those too, so models spread over the replicas.
 
 A replica reports its models once loaded (through the controller: a second or so later); until
 then, the router counts a replica it sent a model's job to as holding that model, so the jobs
@@ -73,7 +74,10 @@ def rank(
 
     holders = [replica for replica in replicas if model_id in models(replica)]
     if holders and waited_s < wait_s and waiting <= spill_depth * len(holders):
-        return [holders]
+        # A replica that holds no model (new, or never used) is idle capacity: loading the model
+        # there evicts nothing, so it may take the job rather than let it wait behind a busy
+        # holder. Serve takes the least busy of a group, the first of a tie: a free holder.
+        return [holders + [replica for replica in replicas if not models(replica)]]
     others = [replica for replica in replicas if replica not in holders]
     fewest = min((len(models(replica)) for replica in others), default=0)
     emptiest = [replica for replica in others if len(models(replica)) == fewest]
