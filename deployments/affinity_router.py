@@ -5,8 +5,8 @@ moment it is busy (a GPU replica runs one job at a time, so nearly always under 
 to one with the fewest models, which loads the model too. A load costs seconds to minutes, more than
 waiting for a job or two to end, so here a job waits for the replicas holding its model while they
 are not overloaded: fewer than ``spill_depth`` jobs of that model wait per holder, and this job has
-waited less than ``wait_s``. A replica holding no model at all may take it meanwhile (it idles
-otherwise). Past that it takes any free replica, the ones holding the fewest models first. A job
+waited less than ``wait_s``; when every holder is full, a replica holding no model at all takes it
+(it idles otherwise). Past that it takes any free replica, the ones holding the fewest models first. A job
 whose model no replica holds goes to those too, so models spread over the replicas.
 
 A replica reports its models once loaded (through the controller: a second or so later); until
@@ -74,10 +74,10 @@ def rank(
 
     holders = [replica for replica in replicas if model_id in models(replica)]
     if holders and waited_s < wait_s and waiting <= spill_depth * len(holders):
-        # A replica that holds no model (new, or never used) is idle capacity: loading the model
-        # there evicts nothing, so it may take the job rather than let it wait behind a busy
-        # holder. Serve takes the least busy of a group, the first of a tie: a free holder.
-        return [holders + [replica for replica in replicas if not models(replica)]]
+        # A replica that holds no model (new, or never used) is idle capacity: when every holder
+        # is full, it takes the job (loading the model there evicts nothing) rather than let it wait.
+        idle = [replica for replica in replicas if not models(replica)]
+        return [holders, idle] if idle else [holders]
     others = [replica for replica in replicas if replica not in holders]
     fewest = min((len(models(replica)) for replica in others), default=0)
     emptiest = [replica for replica in others if len(models(replica)) == fewest]
@@ -105,11 +105,26 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         model_id = pending_request.metadata.multiplexed_model_id if pending_request else ""
         if pending_request is None or not model_id:
             return rank(candidate_replicas, "")
-        return rank(
+        routed = self._recently_routed()
+        ranked = rank(
             candidate_replicas, model_id, waited_s=time.time() - pending_request.created_at,
             waiting=self._count_waiting(model_id, pending_request), wait_s=self._wait_s,
-            spill_depth=self._spill_depth, routed=self._recently_routed(),
+            spill_depth=self._spill_depth, routed=routed,
         )  # fmt: skip
+        best = ranked[0] if ranked else []
+        if best and not any(
+            model_id in routed.get(replica.replica_id, set()) | replica.multiplexed_model_ids for replica in best
+        ):
+            ranked = self._place(model_id, ranked)
+        return ranked
+
+    def _place(self, model_id: str, ranked: list[list[RunningReplica]]) -> list[list[RunningReplica]]:
+        """A model going to a replica that does not hold it: one replica of the best group, counted
+        as holding it from now on. Jobs routed meanwhile (the replica's answer is a round trip away)
+        then see it taken, and a replica that takes two jobs does not get two new models at once."""
+        chosen = random.choice(ranked[0])
+        self._routed[(model_id, chosen.replica_id)] = time.monotonic()
+        return [[chosen], *ranked]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
         model_id = pending_request.metadata.multiplexed_model_id
