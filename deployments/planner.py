@@ -188,6 +188,7 @@ class Planner:
         events = role.generate.remote(step, inputs)
         total = step.expected_steps
         rate = _Rate()
+        ended = False  # the role's stream ends by itself after its outputs or its error
         try:
             async for event in events:
                 if isinstance(event, Started):
@@ -202,11 +203,14 @@ class Planner:
                 elif isinstance(event, Outputs):
                     if isinstance(step, DENOISE):  # an upscale's progress counts tiles
                         rate.record(step.role)
+                    ended = True
                     return event.images, total
                 elif isinstance(event, APIError):
+                    ended = True
                     raise event
         finally:
-            events.cancel()  # a no-op once the stream ended; else the role stops at its next step
+            if not ended:  # a cancel (the role stops at its next step) or a broken stream
+                events.cancel()
         raise RuntimeError(f"the {step.role} role ended its stream without outputs")
 
     @staticmethod
