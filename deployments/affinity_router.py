@@ -57,6 +57,12 @@ class Replica(Protocol):
 R = TypeVar("R", bound=Replica)
 
 
+def held(replica: Replica, routed: Mapping[Any, set[str]] | None) -> set[str]:
+    """The models ``replica`` holds: those it reports, and those of the jobs recently sent there
+    (``routed``: replica id -> models), which it holds or is loading."""
+    return set(replica.multiplexed_model_ids) | (routed or {}).get(replica.replica_id, set())
+
+
 def rank(
     replicas: Sequence[R], model_id: str, *, waited_s: float = 0.0, waiting: int = 1,
     wait_s: float = AFFINITY_WAIT_S, spill_depth: int = SPILL_DEPTH, routed: Mapping[Any, set[str]] | None = None,
@@ -70,7 +76,7 @@ def rank(
         return [random.sample(list(replicas), min(2, len(replicas)))] if replicas else []
 
     def models(replica: R) -> set[str]:
-        return set(replica.multiplexed_model_ids) | (routed or {}).get(replica.replica_id, set())
+        return held(replica, routed)
 
     holders = [replica for replica in replicas if model_id in models(replica)]
     if holders and waited_s < wait_s and waiting <= spill_depth * len(holders):
@@ -112,9 +118,7 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             spill_depth=self._spill_depth, routed=routed,
         )  # fmt: skip
         best = ranked[0] if ranked else []
-        if best and not any(
-            model_id in routed.get(replica.replica_id, set()) | replica.multiplexed_model_ids for replica in best
-        ):
+        if best and not any(model_id in held(replica, routed) for replica in best):
             ranked = self._place(model_id, ranked)
         return ranked
 
