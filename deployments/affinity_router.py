@@ -75,18 +75,15 @@ def rank(
     if not model_id:  # no model to keep together: two at random, the less busy takes it
         return [random.sample(list(replicas), min(2, len(replicas)))] if replicas else []
 
-    def models(replica: R) -> set[str]:
-        return held(replica, routed)
-
-    holders = [replica for replica in replicas if model_id in models(replica)]
+    holders = [replica for replica in replicas if model_id in held(replica, routed)]
     if holders and waited_s < wait_s and waiting <= spill_depth * len(holders):
         # A replica that holds no model (new, or never used) is idle capacity: when every holder
         # is full, it takes the job (loading the model there evicts nothing) rather than let it wait.
-        idle = [replica for replica in replicas if not models(replica)]
+        idle = [replica for replica in replicas if not held(replica, routed)]
         return [holders, idle] if idle else [holders]
     others = [replica for replica in replicas if replica not in holders]
-    fewest = min((len(models(replica)) for replica in others), default=0)
-    emptiest = [replica for replica in others if len(models(replica)) == fewest]
+    fewest = min((len(held(replica, routed)) for replica in others), default=0)
+    emptiest = [replica for replica in others if len(held(replica, routed)) == fewest]
     ranked = [holders, emptiest, [replica for replica in others if replica not in emptiest]]
     return [replicas for replicas in ranked if replicas]
 
