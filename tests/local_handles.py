@@ -11,7 +11,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
-from deployments.role import Role, stream
+from deployments.role import Role, RoleDeployment
 
 
 class LocalResponse:
@@ -68,21 +68,16 @@ class LocalHandle:
         return _Method(getattr(self._target, name), streaming=self._options.get("stream", False))
 
 
-class LocalRole:
-    """A role's deployment without Ray: the same ``stream``, a dict of loaded models, and the
-    shell's turns (one job at a time, in the order they came)."""
+class LocalRole(RoleDeployment):
+    """A role in the deployment shell every role runs in (its turns, its stream), without Ray:
+    the loaded models in a dict, as Serve's multiplexing needs a replica."""
 
     def __init__(self, role: Role) -> None:
-        self.role = role
+        self.role_class = lambda: role
+        super().__init__()
         self.models: dict[str, Any] = {}
-        self._one_at_a_time = asyncio.Lock()
 
-    async def _model(self, model_id: str) -> Any:
+    async def model(self, model_id: str) -> Any:
         if model_id not in self.models:
-            self.models[model_id] = await asyncio.to_thread(self.role.load, model_id)
+            self.models[model_id] = await asyncio.to_thread(self._role.load, model_id)
         return self.models[model_id]
-
-    async def generate(self, step: Any, inputs: list[Any]) -> AsyncIterator[Any]:
-        async with self._one_at_a_time:
-            async for event in stream(self.role, lambda: self._model(step.model_id), step, inputs):
-                yield event

@@ -36,14 +36,11 @@ def test_the_deployment_shell_runs_one_job_at_a_time_and_the_next_starts_with_it
     and starts (``Started``, its model, its steps) only once the first's stream is done."""
     import asyncio
 
-    from deployments.role import JOBS_PER_REPLICA, Outputs, Started, role_deployment
-
-    class Unmultiplexed(role_deployment(FakeRole, "Fake").func_or_class):  # type: ignore[misc]
-        async def model(self, model_id: str) -> str:  # Serve's multiplexing needs a replica
-            return await asyncio.to_thread(self._role.load, model_id)
+    from deployments.role import JOBS_PER_REPLICA, Outputs, Started
+    from tests.local_handles import LocalRole
 
     write_fake_checkpoint(tmp_path / "fake")
-    shell = Unmultiplexed(step_seconds=0.01, checkpoints=tmp_path)
+    shell = LocalRole(FakeRole(step_seconds=0.01, checkpoints=tmp_path))
     step = make_plan(GenerationRequest(Checkpoint("fake", 64), seed=1, num_inference_steps=5), random_seed=0).steps[0]
 
     async def jobs() -> list[tuple[int, str]]:
