@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench fuzz clean
+.PHONY: serve test lint bench fuzz fuzz-invoke clean
 
 # constraints.txt pins what CI tested (diffusers internals are relied on); see its header.
 $(INSTALLED): pyproject.toml constraints.txt
@@ -33,6 +33,10 @@ bench: $(INSTALLED)
 # The long fuzzing run: FUZZ_EXAMPLES generated requests per operation (the test run does 10).
 fuzz: $(INSTALLED)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -p tests.no_torch tests/api/test_fuzz.py
+
+# The long property run: INVOKE_PAYLOADS random invoke bodies on the real roles (the test run does 30).
+fuzz-invoke: $(INSTALLED)
+	INVOKE_PAYLOADS=$${INVOKE_PAYLOADS:-500} HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests/deployments/test_invoke_property.py
 
 clean:
 	rm -rf $(VENV)

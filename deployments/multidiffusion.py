@@ -21,9 +21,10 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from deployments.steps import LATENT_SCALE
+
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
-LATENT_SCALE = 8  # pixels per latent in every SD1.x/2.x/XL VAE
 
 
 def _spans(size: int, window: int, stride: int) -> list[tuple[int, int]]:

@@ -14,7 +14,8 @@ from typing import Any
 from deployments.canvas import leaves_uncovered
 from deployments.image_steps import Composite, RemoveBackground, Upscale, each_output
 from deployments.request import Checkpoint, GenerationRequest, Node
-from deployments.steps import Denoise, Diffuse, EachOutput, ImageSource, Inpaint, Refine, StepOutputs
+from deployments.step_checks import check_steps
+from deployments.steps import Denoise, Diffuse, EachOutput, ImageSource, Inpaint, Origin, Refine, StepOutputs
 from deployments.upscale_plan import upscale_steps
 from serve_app.errors import BadRequestError
 
@@ -62,6 +63,7 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     one that leaves part of its box uncovered (``fit``, ``anchor``), is inpainted; with a mask
     the whole schedule runs unless ``strength`` was given. Nodes are composed on the canvas in order; what none painted
     is outpainted with the invocation's prompt. Then come the refiner and the upscaling passes.
+    A step a role would refuse is a 400 naming its request field (deployments/step_checks.py).
     """
     seed = request.seed if request.seed is not None else random_seed
     image = request.image
@@ -72,7 +74,10 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
     chunking = _chunking(request, window)
     steps: list[Step] = []
     if request.nodes:
-        painted = [_paint(request, node, fields, chunking, steps, composed=True) for node in request.nodes]
+        painted = [
+            _paint(request, node, fields, chunking, steps, _node_origin(index, node))
+            for index, node in enumerate(request.nodes)
+        ]
         made: Denoise = _compose(request, fields, chunking, painted, steps)
     else:
         whole = Node(
@@ -80,7 +85,7 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
             strength=request.strength, fit=request.fit, anchor=request.anchor,
             remove_background=request.remove_background, fill_background=request.fill_background,
         )  # fmt: skip
-        painted = [_paint(request, whole, fields, chunking, steps, composed=False)]
+        painted = [_paint(request, whole, fields, chunking, steps, origin=None)]
         made = steps[painted[0]]  # type: ignore[assignment]
     if request.refiner is not None and request.refiner_strength > 0:
         steps.append(_refine(request, made, after=len(steps) - 1))
@@ -90,6 +95,7 @@ def make_plan(request: GenerationRequest, random_seed: int) -> Plan:
         steps += upscale_steps(request.upscale, made, len(steps), request.checkpoint.name, chunking)
     if request.safe:
         _check_last_painted(steps, painted)
+    check_steps(steps)
     return Plan(steps=tuple(steps), seed=seed, samples=request.samples, model=request.model)
 
 
@@ -136,12 +142,14 @@ def _paint(
     fields: dict[str, Any],
     chunking: dict[str, Any],
     steps: list[Step],
-    composed: bool,
+    origin: Origin | None,
 ) -> int:
-    """Append the steps that paint ``node``; the index of the step whose outputs are its images."""
+    """Append the steps that paint ``node``; the index of the step whose outputs are its images.
+    ``origin``: the node's, when it is one of the request's nodes (None: the whole canvas)."""
+    composed = origin is not None
     values = ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale")
     fields = {
-        **fields, "width": node.width, "height": node.height,
+        **fields, "width": node.width, "height": node.height, **({"origin": origin} if origin else {}),
         **{name: getattr(node, name) for name in values if getattr(node, name) is not None},
     }  # fmt: skip
     image = node.image
@@ -172,6 +180,16 @@ def _paint(
     if composed and node.remove_background and image is None:  # the node's output's background
         steps.append(RemoveBackground(inputs=each_output(len(steps) - 1, request.samples)))
     return len(steps) - 1
+
+
+def _node_origin(index: int, node: Node) -> Origin:
+    """Node ``index``'s fields: its own, and the invocation's steps where it gives none."""
+    named = {"strength": "strength", "width": "w", "height": "h"}
+    if node.num_inference_steps is not None:
+        named["num_inference_steps"] = "num_inference_steps"
+    return Origin(
+        where=f"nodes[{index}]", fields=tuple((name, f"nodes[{index}].{field}") for name, field in named.items())
+    )
 
 
 def _compose(
@@ -243,7 +261,7 @@ def _controlnet_fields(request: GenerationRequest) -> dict[str, Any]:
 def _refine(request: GenerationRequest, made: Denoise, after: int) -> Refine:
     """The refiner's pass over the outputs of ``made`` (refiner_strength 0 is no pass at all)."""
     assert request.refiner is not None
-    refine = Refine(
+    return Refine(
         checkpoint=request.refiner.name,
         prompt=made.prompt,
         negative_prompt=made.negative_prompt,
@@ -259,10 +277,5 @@ def _refine(request: GenerationRequest, made: Denoise, after: int) -> Refine:
         after=after,
         aesthetic_score=request.refiner_aesthetic_score,
         negative_aesthetic_score=request.refiner_negative_aesthetic_score,
+        origin=Origin(where="the refiner's pass", fields=(("strength", "refiner_strength"),)),
     )
-    if int(refine.num_inference_steps * request.refiner_strength) < 1:
-        raise BadRequestError(
-            f"refiner_strength: {request.refiner_strength} x num_inference_steps {refine.num_inference_steps} "
-            "leaves no step to run; raise either, or pass refiner_strength 0 for no refining"
-        )
-    return refine

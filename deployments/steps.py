@@ -16,6 +16,8 @@ from deployments.canvas import fit_image, flatten, repaint_mask
 from deployments.control import control_image
 from deployments.request import Adapter, InputImage
 
+# Pixels per latent in every SD 1.x/2.x/XL VAE: the sides a pipeline runs at are multiples of it.
+LATENT_SCALE = 8
 # Schedulers whose loop runs two model evaluations per step, each reported as a step.
 SECOND_ORDER_SCHEDULERS = frozenset({"heun", "dpmd", "adpmd", "dpmsde"})
 
@@ -65,6 +67,19 @@ class EachOutput:
 
 # Where a step's input images come from.
 ImageSource = InputImage | StepOutputs
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a step's values come from in the request, so that a check can name the field the
+    caller sets: ``where`` the part of the request ("upscaling pass 2 of 2"), ``fields`` a step
+    attribute's request field where the names differ (``strength`` -> ``nodes[0].strength``)."""
+
+    where: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def field(self, name: str) -> str:
+        return dict(self.fields).get(name, name)
 
 
 def source_summary(source: ImageSource | EachOutput | None) -> dict[str, Any] | None:
@@ -122,6 +137,8 @@ class _Denoise:
     precision: str | None = None
     # The safety checker looks at this step's outputs (the plan's last step, with the safe setting).
     safe: bool = False
+    # For messages only: not part of the work, not recorded with the plan.
+    origin: Origin = Origin()
 
     kind: ClassVar[str]
     role: str = "base"
@@ -186,11 +203,11 @@ class _Denoise:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind}
-        data.update({name: getattr(self, name) for name in self.__dataclass_fields__})
+        data.update({name: getattr(self, name) for name in self.__dataclass_fields__ if name != "origin"})
         data["seeds"] = list(self.seeds)
         data["adapters"] = [asdict(adapter) for adapter in self.adapters]
         data["inversions"] = list(self.inversions)
-        for name in self.__dataclass_fields__:
+        for name in data:
             if isinstance(data[name], (InputImage, StepOutputs, EachOutput)):
                 data[name] = source_summary(data[name])
         return data
@@ -271,4 +288,4 @@ Denoise = Diffuse | Inpaint | Refine
 
 
 def _multiple_of_8(value: float) -> int:
-    return max(8, round(value / 8) * 8)
+    return max(LATENT_SCALE, round(value / LATENT_SCALE) * LATENT_SCALE)

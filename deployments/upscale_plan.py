@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from deployments.image_steps import UPSCALE_FILES, Upscale, each_output
 from deployments.request import Upscaling
-from deployments.steps import Denoise, Diffuse, EachOutput
+from deployments.steps import Denoise, Diffuse, EachOutput, Origin
 
 T = TypeVar("T")
 
@@ -29,6 +29,29 @@ def pass_scales(outscale: int, iterative: bool) -> list[int]:
     if outscale == 1:
         return []
     return [2] * (outscale.bit_length() - 1) if iterative else [outscale]
+
+
+def pass_field(name: str, values: tuple[object, ...], index: int) -> str:
+    """The request field that gives pass ``index`` its value: ``name[i]`` when a list gives one
+    per pass, else ``name`` (one value, or the default, for every pass)."""
+    if len(values) < 2:
+        return name
+    return f"{name}[{min(index, len(values) - 1)}]"
+
+
+def pass_origin(upscaling: Upscaling, index: int, passes: int) -> Origin:
+    """Pass ``index``'s re-diffusion fields, for the messages of the checks on it."""
+    chunking = "upscale_diffusion_chunking_size" if upscaling.chunking_size is not None else "chunking_size"
+    return Origin(
+        where=f"upscaling pass {index + 1} of {passes}",
+        fields=(
+            ("strength", pass_field("upscale_diffusion_strength", upscaling.strength, index)),
+            ("num_inference_steps", pass_field("upscale_diffusion_steps", upscaling.steps, index)),
+            ("chunking_size", chunking),
+            ("width", "outscale"),
+            ("height", "outscale"),
+        ),
+    )
 
 
 def pass_chunking(upscaling: Upscaling, index: int, chunking: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +79,8 @@ def upscale_steps(
     steps: list[Upscale | Diffuse] = []
     count = len(made.seeds)
     width, height = made.size
-    for index, scale in enumerate(pass_scales(upscaling.outscale, upscaling.iterative)):
+    scales = pass_scales(upscaling.outscale, upscaling.iterative)
+    for index, scale in enumerate(scales):
         method = per_pass(upscaling.methods, index, "esrgan")
         width, height = width * scale, height * scale
         steps.append(
@@ -85,6 +109,7 @@ def upscale_steps(
                     adapters=made.adapters,
                     inversions=made.inversions,
                     **pass_chunking(upscaling, index, chunking),
+                    origin=pass_origin(upscaling, index, len(scales)),
                 )
             )
     return steps

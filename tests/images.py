@@ -24,3 +24,8 @@ def png_bytes(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     gradient(width, height).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def decoded_size(uri: str) -> tuple[int, int]:
+    """The size of the image a data URI holds."""
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size

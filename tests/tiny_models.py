@@ -463,10 +463,14 @@ def tiny_controlnet(seed: int = 0) -> ControlNetModel:
 
 
 def write_tiny_controlnet(path: Path, controlnet: ControlNetModel | None = None) -> Path:
-    """As a diffusers folder when ``path`` has no suffix, else as one .safetensors in diffusers keys."""
+    """As a diffusers folder when ``path`` has no suffix, else as one file in diffusers keys (a pickled
+    state dict for .bin, as Enfugue's tile ControlNet is; else .safetensors)."""
     controlnet = controlnet or tiny_controlnet()
-    if path.suffix:
-        save_file({key: tensor.contiguous() for key, tensor in controlnet.state_dict().items()}, str(path))
+    state = {key: tensor.contiguous() for key, tensor in controlnet.state_dict().items()}
+    if path.suffix == ".bin":
+        torch.save(state, path)
+    elif path.suffix:
+        save_file(state, str(path))
     else:
         controlnet.save_pretrained(str(path))
     return path

@@ -80,6 +80,61 @@ def test_bad_upscale_values_are_refused_by_name(local_app: TestClient, body: dic
     assert detail in error_of(local_app.post("/api/invoke", json=body), 400)
 
 
+# Re-diffusion passes a role would refuse (no step left after strength, windows apart by more than
+# the model's size): 400 at admission naming the pass's field, not an error after the queue.
+_TWO_PASSES = {
+    "prompt": "x", "width": 64, "height": 64, "num_inference_steps": 2, "outscale": 4,
+    "upscale": ["lanczos", "bicubic"], "upscale_iterative": True, "upscale_diffusion": True,
+}  # fmt: skip
+
+
+_NO_STEP = "leaves no step to run in upscaling pass"
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {
+                "upscale_diffusion_steps": [2],
+                "upscale_diffusion_strength": [0.2, 0.1],
+                "upscale_diffusion_chunking_size": 32,
+            },
+            f"upscale_diffusion_strength[0]: 0.2 x upscale_diffusion_steps 2 {_NO_STEP} 1 of 2; raise either",
+        ),
+        (
+            {"upscale_diffusion_steps": [2]},
+            f"upscale_diffusion_strength: 0.2 x upscale_diffusion_steps 2 {_NO_STEP} 1 of 2",
+        ),
+        (
+            {"upscale_diffusion_steps": [1], "upscale_diffusion_strength": [0.1]},
+            f"upscale_diffusion_strength: 0.1 x upscale_diffusion_steps 1 {_NO_STEP} 1 of 2",
+        ),
+        (
+            {"upscale_diffusion_steps": [10, 2], "upscale_diffusion_strength": [0.5, 0.3]},
+            f"upscale_diffusion_strength[1]: 0.3 x upscale_diffusion_steps[1] 2 {_NO_STEP} 2 of 2",
+        ),
+        (
+            {"upscale_diffusion_steps": 4, "upscale_diffusion_strength": 0.5, "upscale_diffusion_chunking_size": 1024},
+            "upscale_diffusion_chunking_size: 1024 px in upscaling pass 1 of 2 is more than the model's size, 64",
+        ),
+    ],
+)
+def test_rediffusion_a_role_would_refuse_is_a_400(local_app: TestClient, body: dict, detail: str) -> None:
+    assert detail in error_of(local_app.post("/api/invoke", json={**_TWO_PASSES, **body}), 400)
+    assert local_app.get("/api/invocation-history").json()["meta"]["count"] == 0  # withdrawn, not queued
+
+
+def test_a_node_whose_strength_leaves_no_step_is_refused_by_its_index(local_app: TestClient) -> None:
+    image = data_uri(Image.new("RGB", (64, 64), "red"))
+    nodes = [
+        {"x": 0, "y": 0, "w": 64, "h": 64, "prompt": "a"},
+        {"x": 64, "y": 0, "w": 64, "h": 64, "image": image, "strength": 0.2, "num_inference_steps": 4},
+    ]
+    detail = error_of(local_app.post("/api/invoke", json={"width": 128, "height": 64, "nodes": nodes}), 400)
+    assert "nodes[1].strength: 0.2 x nodes[1].num_inference_steps 4 leaves no step to run in nodes[1]" in detail
+
+
 def test_background_removal_needs_its_model_and_leaves_transparency(local_app: TestClient, data_dir: Path) -> None:
     detail = error_of(local_app.post("/api/invoke", json={"remove_background": True}), 400)
     assert "remove_background: needs the segmentation model" in detail and "u2net.onnx" in detail
