@@ -229,9 +229,11 @@ def _covers(nodes: tuple[Node, ...], size: tuple[int, int]) -> bool:
 def _check_last_painted(steps: list[Step], painted: list[int]) -> None:
     """Mark for the safety checker the last images a model paints: the last denoising step's, or,
     when the nodes' composition comes after it, every node's."""
-    last = max(index for index, step in enumerate(steps) if isinstance(step, DENOISE))
+    denoised = [index for index, step in enumerate(steps) if isinstance(step, DENOISE)]
     composed = [index for index, step in enumerate(steps) if isinstance(step, Composite)]
-    for index in painted if composed and composed[0] > last else [last]:
+    # A node whose background was removed after it was painted: its painting step is the one before.
+    nodes = [max(index for index in denoised if index <= node) for node in painted]
+    for index in nodes if composed and composed[0] > denoised[-1] else [denoised[-1]]:
         steps[index] = replace(steps[index], safe=True)
 
 

@@ -41,6 +41,14 @@ def test_nodes_that_cover_the_canvas_are_not_outpainted_and_each_is_checked() ->
     assert [step.safe for step in steps[:2]] == [True, True]
 
 
+def test_without_a_prompt_a_node_cut_out_after_painting_has_its_painting_checked() -> None:
+    """Found by tests/deployments/test_invoke_property.py: the check was put on the cut-out step."""
+    nodes = (Node(0, 0, 64, 64, prompt="a cat", remove_background=True), Node(64, 0, 64, 64, prompt="a dog"))
+    steps = plan(nodes, safe=True).steps
+    assert [type(step) for step in steps] == [Diffuse, RemoveBackground, Diffuse, Composite]
+    assert [steps[0].safe, steps[2].safe] == [True, True]
+
+
 def test_without_a_prompt_what_no_node_covers_stays_transparent() -> None:
     steps = plan((Node(0, 0, 64, 64, prompt="a cat"),)).steps
     assert [type(step) for step in steps] == [Diffuse, Composite]
