@@ -26,7 +26,6 @@ from deployments.steps import LATENT_SCALE
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 
-
 def _spans(size: int, window: int, stride: int) -> list[tuple[int, int]]:
     """Start/end pairs along one side: every ``stride`` px, the last one flush with the far edge."""
     if size <= window:

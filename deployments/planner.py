@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import ray
 from PIL import Image
 from ray import serve
 from ray.exceptions import RayActorError
 
 from deployments.image_steps import Composite, RemoveBackground, Upscale
+from deployments.jobs import load_job
 from deployments.plan import DENOISE, Plan, Step
 from deployments.progress import ProgressWriter
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 # Well inside the Store's lease (storage/leases.py: 30 s).
 RENEW_INTERVAL_S = 5.0
+# How often a Planner asks the Store for invocations whose Planner was lost, and how many it takes
+# at once (each runs as one of its own; the roles' queues order them).
+ADOPT_INTERVAL_S = 2.0
+ADOPT_BATCH = 16
 
 
 @dataclass
@@ -70,6 +76,12 @@ class Planner:
         self._affinity = model_affinity
         self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
         self._renewing: asyncio.Task[None] | None = None
+        # Sent with every step: a role whose caller died stops (deployments/role.py).
+        self._me = _own_actor()
+        self._adopted: set[asyncio.Task[str]] = set()
+        self._adopting: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):  # in a replica; in-process tests call adopt()
+            self._adopting = asyncio.get_running_loop().create_task(self._adopt_forever())
 
     async def run(self, uuid: str, plan: Plan) -> str:
         """Execute the invocation's plan (made by the ingress, which checked its cost) to its end;
@@ -81,6 +93,29 @@ class Planner:
             return await self._run(uuid, plan)
         finally:
             self._jobs.discard(uuid)
+
+    async def _adopt_forever(self) -> None:
+        while True:
+            try:
+                await self.adopt()
+            except Exception:  # the Store restarting: the next round may reach it
+                logger.warning("could not adopt invocations", exc_info=True)
+            await asyncio.sleep(ADOPT_INTERVAL_S)
+
+    async def adopt(self) -> int:
+        """Run again the invocations whose Planner was lost (it died, or the server stopped), from
+        their stored plans; how many were taken."""
+        uuids = await self._store.adopt(ADOPT_BATCH)
+        for uuid in uuids:
+            plan = await asyncio.to_thread(load_job, self._storage, uuid)
+            if plan is None:
+                await self._store.fail(uuid, UNSTORED)
+                continue
+            logger.info("invocation %s runs again: its planner was lost", uuid)
+            task = asyncio.get_running_loop().create_task(self.run(uuid, plan))
+            self._adopted.add(task)
+            task.add_done_callback(self._adopted.discard)
+        return len(uuids)
 
     async def _renew_leases(self) -> None:
         """Tell the Store every few seconds which jobs this replica still holds: should it die,
@@ -113,9 +148,12 @@ class Planner:
             return job.result()
         except APIError as error:
             await self._store.fail(uuid, error.detail, plan.to_dict())
-        except Exception as error:
+        except StepFailed as failure:
+            logger.error("invocation %s failed in %s", uuid, failure.where, exc_info=failure.__cause__)
+            await self._store.fail(uuid, str(failure), plan.to_dict())
+        except Exception:
             logger.exception("invocation %s failed", uuid)
-            await self._store.fail(uuid, describe(error), plan.to_dict())
+            await self._store.fail(uuid, UNEXPECTED, plan.to_dict())
         finally:
             watch.cancel()
         return "error"
@@ -131,9 +169,14 @@ class Planner:
         outputs: list[list[Image.Image | None]] = []
         done, remaining = 0, plan.expected_steps
         try:
-            for step in plan.steps:
+            for index, step in enumerate(plan.steps):
                 remaining -= step.expected_steps
-                images, steps = await self._run_step(step, await self._inputs(step, outputs), done, remaining, job)
+                try:
+                    images, steps = await self._run_step(step, await self._inputs(step, outputs), done, remaining, job)
+                except (APIError, asyncio.CancelledError):
+                    raise
+                except Exception as error:
+                    raise StepFailed(index, plan, error) from error
                 outputs.append(images)
                 done += steps
         finally:
@@ -183,7 +226,7 @@ class Planner:
         writer = job.writer
         routing = {"multiplexed_model_id": step.model_id} if self._affinity else {}
         role = self._roles[step.role].options(stream=True, **routing)
-        events = role.generate.remote(step, inputs)
+        events = role.generate.remote(step, inputs, self._me)
         total = step.expected_steps
         rate = _Rate()
         ended = False  # the role's stream ends by itself after its outputs or its error
@@ -252,6 +295,14 @@ class Planner:
         return names
 
 
+def _own_actor() -> Any:
+    """This replica's actor handle; None outside an actor (in-process tests)."""
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    return context.current_actor if context.get_actor_id() is not None else None
+
+
 class _Rate:
     """Steps per second of one step's run, from its progress events: the time from the first to the
     last (a model load before the first is not denoising)."""
@@ -274,10 +325,26 @@ class _Rate:
 
 
 # What a user is told of a failure that is not their request's fault; the log has the details.
-REPLICA_LOST = "The model server running this invocation stopped before it finished; try again."
+REPLICA_LOST = "the model server running it stopped before it finished; try again"
 UNEXPECTED = "The invocation failed unexpectedly; the server's log has the details."
+UNSTORED = "This invocation was interrupted, and its request was not stored to run it again; invoke it again."
 
 
-def describe(error: Exception) -> str:
-    """A plain message for the user: no actor ids, addresses or tracebacks."""
-    return REPLICA_LOST if isinstance(error, RayActorError) else UNEXPECTED
+class StepFailed(Exception):
+    """A plan step failed for a reason that is not a domain error: the message says which step
+    (its kind, role and the part of the request it comes from) in words a user can act on,
+    without actor ids, addresses or tracebacks (those go to the log)."""
+
+    def __init__(self, index: int, plan: Plan, error: Exception) -> None:
+        step = plan.steps[index]
+        origin = getattr(step, "origin", None)
+        self.where = f"step {index + 1} of {len(plan.steps)} ({step.kind} on the {step.role} role" + (
+            f", {origin.where})" if origin is not None and origin.where else ")"
+        )
+        if isinstance(error, RayActorError):
+            reason = REPLICA_LOST
+        elif isinstance(error, ValueError):  # a check of the step's values (the roles' last line)
+            reason = f"its values were refused: {str(error)[:300]}"
+        else:
+            reason = "it failed unexpectedly; the server's log has the details"
+        super().__init__(f"The invocation failed at {self.where}: {reason}.")

@@ -1,11 +1,12 @@
 """The one shape every model role shares: a small protocol, the stream, and the deployment shell.
 
-A role (Base today; Inpainter, Refiner, Upscaler later) is a plain class that loads a model by
-id and runs one plan step on it, blocking, reporting progress through a ``Reporter``. It knows
-nothing of Ray, the Store or the rest of the plan. ``stream`` runs it in a thread and turns it
-into an async generator of events: ``Started``, ``Progress`` (latest wins), then ``Outputs`` or
-the domain error as a value. Closing the generator (a cancelled stream) stops the role at its
-next step and waits for it, so a replica never runs two jobs on one pipeline.
+A role (Base, Inpainter, Refiner, Upscaler) is a plain class that loads a model by id and runs
+one plan step on it, blocking, reporting progress through a ``Reporter``. It knows nothing of Ray,
+the Store or the rest of the plan. ``stream`` runs it in a thread and turns it into an async
+generator of events: ``Started``, ``Progress`` (latest wins), then ``Outputs`` or the domain error
+as a value. Closing the generator (a cancelled stream) stops the role at its next step and waits
+for it, so a replica never runs two jobs on one pipeline; so does the death of the caller (a
+Planner that died, or was stopped with the app), as nobody could receive the result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from PIL import Image
 from ray import serve
+from ray.exceptions import ActorDiedError
 
 from serve_app.errors import APIError, BadRequestError
 from serve_app.metrics import model_loaded
@@ -37,6 +39,9 @@ MODELS_PER_REPLICA = 2
 # it the moment the first ends instead of idling through a hand-over (two hops through the caller).
 JOBS_PER_REPLICA = 2
 PROGRESS_INTERVAL_S = 0.1
+# How often a running job asks whether its caller is still alive: a dead caller's job stops at its
+# next step after that (Serve does not cancel a stream whose caller died).
+CALLER_CHECK_S = 1.0
 # Internal deployments log what an operator needs (loads, failures), not one line per call.
 QUIET = {"enable_access_log": False}
 # A job waiting for a busy replica asks again at most this often: Serve's default backoff grows to
@@ -137,10 +142,15 @@ _DONE = object()
 
 
 async def stream(
-    role: Role, model: Callable[[], Awaitable[Any]], step: Any, inputs: list[Image.Image]
+    role: Role,
+    model: Callable[[], Awaitable[Any]],
+    step: Any,
+    inputs: list[Image.Image],
+    abandoned: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Event]:
     """Get the model (loading it counts as started), run ``role`` on ``step`` in a thread, and
-    yield its events as they come."""
+    yield its events as they come. When ``abandoned()`` returns (nobody can receive the result any
+    more), the role stops at its next step and the stream ends without outputs."""
     yield Started()
     try:
         loaded = await model()
@@ -152,6 +162,9 @@ async def stream(
     reporter = Reporter(lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
     work = loop.run_in_executor(None, role.run, loaded, step, inputs, reporter)
     work.add_done_callback(lambda _: events.put_nowait(_DONE))
+    watch = asyncio.ensure_future(abandoned()) if abandoned is not None else None
+    if watch is not None:
+        watch.add_done_callback(lambda done: done.cancelled() or reporter.stop())
     try:
         finished = False
         while not finished:
@@ -170,9 +183,14 @@ async def stream(
         except APIError as error:
             yield error
             return
+        except Stopped:  # abandoned: there is no one to tell
+            logger.warning("stopped a job whose caller is gone")
+            return
         yield Outputs(images)
     finally:
         reporter.stop()
+        if watch is not None:
+            watch.cancel()
         await _outlive_cancellation(work)
 
 
@@ -205,16 +223,37 @@ class RoleDeployment:
         logger.info("loaded %s in %.1f s", model_id, seconds)
         return loaded
 
-    async def generate(self, step: Any, inputs: list[Image.Image]) -> AsyncIterator[Event]:
+    async def generate(self, step: Any, inputs: list[Image.Image], caller: Any = None) -> AsyncIterator[Event]:
         """Consumed with ``handle.options(stream=True)``; with ``multiplexed_model_id=step.model_id``
         too, Serve routes it to a replica that holds the step's model (model affinity). A job
-        waiting its turn has not started: ``Started`` comes with its turn, its model load too."""
+        waiting its turn has not started: ``Started`` comes with its turn, its model load too.
+        ``caller``: the calling actor's handle; should it die, the job stops (and one still
+        waiting its turn never starts)."""
         async with self._turn:
-            async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs):
+            if caller is not None and await _dead(caller):
+                return
+            abandoned = (lambda: caller_gone(caller)) if caller is not None else None
+            async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs, abandoned):
                 yield event
 
     async def check_health(self) -> None:
         await asyncio.to_thread(self._role.check_health)
+
+
+async def _dead(actor: Any) -> bool:
+    try:
+        await actor.__ray_ready__.remote()
+    except ActorDiedError:
+        return True
+    return False
+
+
+async def caller_gone(actor: Any) -> None:
+    """Return once ``actor`` is dead (it died, or was stopped with its app)."""
+    while True:
+        await asyncio.sleep(CALLER_CHECK_S)
+        if await _dead(actor):
+            return
 
 
 def role_deployment(role_class: Callable[..., Role], name: str) -> Any:

@@ -309,6 +309,7 @@ class _Settings(BaseModel):
     intermediate_steps: Annotated[int, Field(ge=1, le=1000)] | None = None
     default_checkpoint: StrictStr | None = None
     max_queued_invocations_per_user: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_invocation_attempts: Annotated[int, Field(ge=1, le=10)] | None = None
     max_prompt_length: Annotated[int, Field(ge=1, le=MAX_PROMPT_LENGTH)] | None = None
     max_pixels_per_step: Annotated[int, Field(ge=MIN_PIXELS, le=MAX_PIXELS * MAX_SAMPLES)] | None = None
     max_pixel_steps: Annotated[int, Field(ge=MIN_PIXELS, le=MAX_PIXELS * MAX_SAMPLES * MAX_STEPS)] | None = None

@@ -3,6 +3,11 @@
 Metadata only: image files are written by the Planner and read by the ingress; this module
 records their names and says who may read them. Live progress is held in memory (it changes
 several times a second); everything else is in DuckDB and survives a restart.
+
+Work is not lost with a Planner: an invocation whose Planner stopped renewing its lease, or that
+was unfinished when the server stopped, goes back to the queue without a lease, and a Planner
+adopts it (``adopt``) and runs its stored plan again from the first step, until it has started
+``max_invocation_attempts`` times.
 """
 
 from __future__ import annotations
@@ -17,19 +22,21 @@ from serve_app.errors import BadRequestError, NotFoundError, TooManyRequestsErro
 from serve_app.metrics import invocation_ended, queue_depth, queue_seconds
 from storage.accounts import Caller
 from storage.images import IMAGE_NAME, INTERMEDIATE_NAME
-from storage.leases import Leases
+from storage.leases import LEASE_S, RESTART_GRACE_S, Leases
 from storage.listing import ListQuery
 from storage.metadata import ACTIVE_STATUSES, Metadata, utcnow
-from storage.shared import IMAGES, SharedStorage
+from storage.shared import IMAGES, JOBS, SharedStorage
 from storage.signals import Changes
 from storage.status import LiveProgress, history_object, status_object
 
 logger = logging.getLogger(__name__)
 
-RESTART_MESSAGE = "The server restarted before this invocation finished; invoke it again."
 # How many invocations GET /api/invocation lists.
 RECENT = 100
-LOST_MESSAGE = "The planner running this invocation stopped before it finished; invoke it again."
+LOST_MESSAGE = (
+    "This invocation was interrupted every time it ran (its planner stopped, or the server restarted), "
+    "as many times as the max_invocation_attempts setting allows; invoke it again."
+)
 
 
 class Invocations:
@@ -43,9 +50,13 @@ class Invocations:
         self._admitted: dict[str, float] = {}  # time.monotonic() of each queued one's admission
         self._changes = Changes()
         self._leases = leases or Leases()
-        interrupted = db.interrupt_unfinished(RESTART_MESSAGE)
-        if interrupted:
-            logger.warning("marked %s unfinished invocations of a previous run as errors", interrupted)
+        unfinished = db.requeue_unfinished(db.settings()["max_invocation_attempts"], LOST_MESSAGE)
+        for uuid, user_id in unfinished:  # a Planner still running one renews it; the rest are adopted
+            self._queued[uuid] = user_id
+            self._admitted[uuid] = time.monotonic()
+            self._leases.grant(uuid, RESTART_GRACE_S)
+        if unfinished:
+            logger.warning("%s unfinished invocations of a previous run are queued again", len(unfinished))
 
     # the Planner's side
 
@@ -85,9 +96,11 @@ class Invocations:
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
                 self._dequeue(uuid)  # started: out of the queue, still leased
+                attempts = self._db.invocation(uuid)["attempts"] + 1  # type: ignore[index]
                 self._db.update_invocation(
-                    uuid, status="processing", started=live.started, **({"plan": plan} if plan else {})
-                )
+                    uuid, status="processing", started=live.started, attempts=attempts,
+                    **({"plan": plan} if plan else {}),
+                )  # fmt: skip
             live.step, live.total = step, total
             if intermediates is not None:
                 live.intermediates = intermediates
@@ -106,21 +119,37 @@ class Invocations:
                 # It finished before any progress reached the Store: it started when it ended.
                 **({"started": ended} if live is None else {}), **({"plan": plan} if plan else {}),
             )  # fmt: skip
+        self._storage.remove(JOBS, uuid)
         invocation_ended("completed")
         self._changes.notify(uuid)
         return True
 
     def renew(self, uuids: list[str]) -> None:
-        """A Planner still holds these (queued or running)."""
+        """A Planner still holds these (queued or running); after a restart of the Store alone,
+        the ones it holds are leased to it again (ended ones are not revived)."""
+        with self._lock:
+            for uuid in uuids:
+                if not self._leases.held(uuid) and self._active(uuid):
+                    self._leases.grant(uuid, LEASE_S)
         self._leases.renew(uuids)
 
     def expire(self) -> int:
-        """End every invocation whose Planner stopped renewing it; how many were ended."""
+        """Queue again every invocation whose Planner stopped renewing it (ended, when it started
+        as often as allowed); how many there were."""
         lost = self._leases.expired()
         for uuid in lost:
             logger.warning("invocation %s lost its planner", uuid)
-            self._end(uuid, "error", error=LOST_MESSAGE)
+            self._requeue(uuid)
         return len(lost)
+
+    def adopt(self, limit: int) -> list[str]:
+        """Up to ``limit`` queued invocations no Planner holds (their Planner was lost), oldest
+        first, leased now to the caller: it runs their stored plans."""
+        with self._lock:
+            orphans = [uuid for uuid in self._db.active_invocations(None) if not self._leases.held(uuid)][:limit]
+            for uuid in orphans:
+                self._leases.grant(uuid, LEASE_S)
+        return orphans
 
     def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
         self._end(uuid, "error", error=message, plan=plan)
@@ -161,6 +190,7 @@ class Invocations:
         # Outside the lock: on shared storage a removal is a network call.
         for name in record["images"] or []:
             self._storage.remove(IMAGES, name)
+        self._storage.remove(JOBS, uuid)
         self._changes.notify(uuid)
 
     def cancel_all(self, user_id: int | None) -> list[str]:
@@ -205,6 +235,24 @@ class Invocations:
 
     # helpers
 
+    def _requeue(self, uuid: str) -> None:
+        """Back in the queue, unleased, where it was before it started (or ended in error)."""
+        record = self._db.invocation(uuid)
+        if record is not None and record["attempts"] >= self._db.settings()["max_invocation_attempts"]:
+            self._end(uuid, "error", error=LOST_MESSAGE)
+            return
+        with self._lock:
+            if not self._active(uuid):
+                return
+            self._leases.release(uuid)
+            self._live.pop(uuid, None)
+            self._db.update_invocation(uuid, status="queued", started=None, step=None, total=None)
+            if uuid not in self._queued:
+                self._queued[uuid] = self._db.invocation(uuid)["user_id"]  # type: ignore[index]
+                self._admitted[uuid] = time.monotonic()
+                queue_depth(len(self._queued))
+        self._changes.notify(uuid)
+
     def _end(self, uuid: str, status: str, error: str | None = None, plan: dict[str, Any] | None = None) -> None:
         """Move an active invocation to a final ``status``, keeping where it got to."""
         with self._lock:
@@ -216,6 +264,7 @@ class Invocations:
                 step=live.step if live else None, total=live.total if live else None,
                 **({"plan": plan} if plan else {}),
             )  # fmt: skip
+        self._storage.remove(JOBS, uuid)
         invocation_ended(status)
         self._changes.notify(uuid)
 

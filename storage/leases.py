@@ -1,6 +1,6 @@
 """Who still holds each active invocation. A Planner renews the leases of its jobs every few
 seconds, queued or running; an invocation whose lease runs out lost its Planner (the replica
-died) and is ended, so nothing waits forever and the queue never fills with ghosts."""
+died, or stopped with the server) and goes back to the queue, unleased, for a Planner to adopt."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 LEASE_S = 30.0
 # From admission until the Planner first renews (the ingress hands the job over meanwhile).
 ADMISSION_GRACE_S = 60.0
+# From a Store's start until the Planners still running its unfinished jobs (the Store alone was
+# restarted) have renewed them: two renewal rounds. Only then are they adopted to run again.
+RESTART_GRACE_S = 10.0
 
 
 class Leases:
@@ -31,6 +34,10 @@ class Leases:
             for uuid in uuids:
                 if uuid in self._expiry:
                     self._expiry[uuid] = until
+
+    def held(self, uuid: str) -> bool:
+        with self._lock:
+            return uuid in self._expiry
 
     def release(self, uuid: str) -> None:
         with self._lock:

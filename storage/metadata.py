@@ -39,6 +39,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "default_checkpoint": None,
     # What one user may have waiting, so that nobody fills the whole queue.
     "max_queued_invocations_per_user": 2,
+    # How many times an invocation may start: one whose Planner was lost (it died, its node was
+    # lost, the server stopped) runs again from its first step until it has started this often.
+    "max_invocation_attempts": 3,
     # The cost of one invocation, checked at admission: prompt characters (the text encoders
     # read 77 tokens, a few hundred characters), pixels in one denoising step over every sample
     # (a cancel acts between steps), and pixels times steps over the whole plan.
@@ -53,7 +56,7 @@ ACTIVE_STATUSES = ("queued", "processing")
 _CACHED_INVOCATIONS = 1024
 
 _INVOCATION_COLUMNS = (
-    "id, uuid, user_id, status, request, plan, created, started, ended, step, total, outputs, images, error"
+    "id, uuid, user_id, status, request, plan, created, started, ended, step, total, outputs, images, error, attempts"
 )
 
 
@@ -161,7 +164,7 @@ class Metadata:
             record = self._invocations[uuid] = {
                 "id": identifier, "uuid": uuid, "user_id": user_id, "status": "queued", "request": request,
                 "plan": None, "created": created, "started": None, "ended": None, "step": None, "total": None,
-                "outputs": 0, "images": None, "error": None,
+                "outputs": 0, "images": None, "error": None, "attempts": 0,
             }  # fmt: skip
         return record
 
@@ -182,7 +185,7 @@ class Metadata:
 
     def update_invocation(self, uuid: str, **values: Any) -> None:
         """Set columns of one invocation; the column names are this module's own, never a request's."""
-        allowed = {"status", "plan", "started", "ended", "step", "total", "outputs", "images", "error"}
+        allowed = {"status", "plan", "started", "ended", "step", "total", "outputs", "images", "error", "attempts"}
         if not values or set(values) - allowed:
             raise ValueError(f"cannot update invocation columns {sorted(set(values) - allowed)}")
         encoded = {
@@ -203,9 +206,11 @@ class Metadata:
         return [_invocation(row) for row in rows], int(count)
 
     def active_invocations(self, user_id: int | None) -> list[str]:
-        """The queued and processing invocations of ``user_id`` (None: of everyone)."""
+        """The queued and processing invocations of ``user_id`` (None: of everyone), oldest first."""
         scope, params = ("AND user_id = ?", [user_id]) if user_id is not None else ("", [])
-        rows = self.fetch(f"SELECT uuid FROM invocations WHERE status IN ('queued', 'processing') {scope}", params)
+        rows = self.fetch(
+            f"SELECT uuid FROM invocations WHERE status IN ('queued', 'processing') {scope} ORDER BY id", params
+        )
         return [row[0] for row in rows]
 
     def recent_invocations(self, user_id: int | None, limit: int) -> list[dict[str, Any]]:
@@ -234,13 +239,19 @@ class Metadata:
             self._invocations.pop(uuid, None)
             self.execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
 
-    def interrupt_unfinished(self, message: str) -> int:
-        """Mark invocations left queued or processing by a previous run as errors."""
-        with self._lock:
+    def requeue_unfinished(self, max_attempts: int, message: str) -> list[tuple[str, int]]:
+        """Put the invocations a previous run left queued or processing back in the queue, as
+        (uuid, user id) oldest first; those that already started ``max_attempts`` times end in
+        error with ``message``."""
+        with self.transaction() as connection:
             self._invocations.clear()
-            rows = self._connection.execute(
+            connection.execute(
                 "UPDATE invocations SET status = 'error', error = ?, ended = ? "
-                "WHERE status IN ('queued', 'processing') RETURNING uuid",
-                [message, utcnow()],
+                "WHERE status IN ('queued', 'processing') AND attempts >= ?",
+                [message, utcnow(), max_attempts],
+            )
+            rows = connection.execute(
+                "UPDATE invocations SET status = 'queued', started = NULL, step = NULL, total = NULL "
+                "WHERE status IN ('queued', 'processing') RETURNING uuid, user_id, id",
             ).fetchall()
-        return len(rows)
+        return [(uuid, user_id) for uuid, user_id, _ in sorted(rows, key=lambda row: row[2])]

@@ -88,6 +88,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX invocations_by_user ON invocations (user_id, created);
     """,
+    # 2: how many times an invocation started; one interrupted (its Planner lost) runs again.
+    """
+    ALTER TABLE invocations ADD COLUMN attempts INTEGER DEFAULT 0;
+    """,
 ]
 
 

@@ -33,7 +33,9 @@ from storage.files import DataPaths
 from storage.model_folders import MODEL_KINDS, entries, inside, missing
 
 IMAGES, INTERMEDIATES, SAFETY = "images", "intermediates", "safety"
-FOLDERS = (IMAGES, INTERMEDIATES, SAFETY, *MODEL_KINDS)
+# What an admitted invocation needs to run (again): its plan with its input images (deployments/jobs.py).
+JOBS = "jobs"
+FOLDERS = (IMAGES, INTERMEDIATES, SAFETY, JOBS, *MODEL_KINDS)
 CHUNK_BYTES = 1 << 20
 
 
@@ -77,7 +79,7 @@ class SharedStorage:
         return inside(self.folder(folder), name)
 
     def ensure(self) -> SharedStorage:
-        for folder in (IMAGES, INTERMEDIATES, *MODEL_KINDS):
+        for folder in (IMAGES, INTERMEDIATES, JOBS, *MODEL_KINDS):
             self.fs.makedirs(self.folder(folder), exist_ok=True)
         return self
 

@@ -42,6 +42,8 @@ def status_object(record: dict[str, Any], live: LiveProgress | None, now: dateti
         "rate": rate,
         "duration": _seconds(record["created"], end),
         "images": _images(record, live),
+        # How many times it started: more than one when a lost Planner's job ran again.
+        "attempts": record["attempts"] or 0,
     }
     if record["error"] is not None:
         status["message"] = record["error"]

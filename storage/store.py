@@ -126,8 +126,8 @@ class StoreService:
         self._db.close()
 
     def _expire_leases(self) -> None:
-        """End invocations whose Planner died, every few seconds, and sweep files now and then,
-        until the Store closes."""
+        """Queue again the invocations whose Planner was lost, every few seconds, and sweep files
+        now and then, until the Store closes."""
         rounds = 0
         while not self._closed.wait(REAP_INTERVAL_S):
             rounds += 1
@@ -355,6 +355,10 @@ class StoreService:
 
     def renew(self, uuids: list[str]) -> None:
         self.invocations.renew(uuids)
+
+    def adopt(self, limit: int) -> list[str]:
+        """Invocations whose Planner was lost, now leased to the caller to run again."""
+        return self.invocations.adopt(limit)
 
     async def stopped(self, uuid: str) -> None:
         await self.invocations.stopped(uuid)

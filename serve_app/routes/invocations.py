@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from deployments.jobs import save_job
 from deployments.plan import Plan, make_plan
 from serve_app.auth import TokenDep
 from serve_app.costs import check_cost
@@ -43,7 +44,7 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     admitted = await services.store.admit(token, body.summary(), model)
     uuid = admitted["status"]["uuid"]
     try:
-        # Folder walks and checkpoint headers: off the event loop.
+        # Folder walks, checkpoint headers and the job file: off the event loop.
         plan = await run_in_threadpool(_planned, body, admitted, services.storage)
     except APIError:
         await services.store.withdraw(token, uuid)
@@ -54,9 +55,11 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
 
 def _planned(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> Plan:
     """The invocation's plan (a random seed where the request has none), once its cost is within
-    the limits; the Planner runs it as it is."""
+    the limits; the Planner runs it as it is. Stored before the answer: should its Planner be
+    lost, another runs it again (deployments/jobs.py)."""
     plan = make_plan(generation_request(body, admitted, storage), random_seed=secrets.randbelow(2**32))
     check_cost(plan, admitted["limits"])
+    save_job(storage, admitted["status"]["uuid"], plan)
     return plan
 
 

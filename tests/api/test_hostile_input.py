@@ -196,7 +196,10 @@ def test_a_failure_the_user_did_not_cause_reads_plainly(data_dir: Path) -> None:
     with serve_locally(data_dir, role=Dying()) as client:
         status = finished(client, invoke(client, SMALL)["uuid"])
         assert status["status"] == "error"
-        assert status["message"] == "The model server running this invocation stopped before it finished; try again."
+        assert status["message"] == (
+            "The invocation failed at step 1 of 1 (diffuse on the base role): the model server running it stopped "
+            "before it finished; try again."
+        )
 
 
 def test_the_description_has_every_body_query_parameter_and_error(local_app: TestClient) -> None:

@@ -190,6 +190,25 @@ def test_a_cancel_stops_the_running_job_within_one_step(data_dir: Path) -> None:
         assert stopped_at - cancelled_at < 0.05 + 0.1  # one step, and a little for the hops
 
 
+class _BrokenUpscaler(FakeRole):
+    """Fails in its run as a bug in a role would."""
+
+    def run(self, model: Any, step: Any, inputs: list[Image.Image], reporter: Any) -> list[Image.Image]:
+        if step.role == "upscaler":
+            raise KeyError("internal detail")
+        return super().run(model, step, inputs, reporter)
+
+
+def test_a_failure_in_a_role_names_the_step_not_the_internals(data_dir: Path) -> None:
+    with serve_locally(data_dir, role=_BrokenUpscaler()) as client:
+        status = finished(client, invoke(client, {**SMALL, "outscale": 2, "upscale": "nearest"})["uuid"])
+    assert status["status"] == "error"
+    assert status["message"] == (
+        "The invocation failed at step 2 of 2 (upscale on the upscaler role): it failed unexpectedly; "
+        "the server's log has the details."
+    )
+
+
 def test_no_store_method_returns_image_bytes() -> None:
     import typing
 

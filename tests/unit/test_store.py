@@ -16,7 +16,7 @@ from serve_app.errors import (
     TooManyRequestsError,
 )
 from storage.accounts import Caller
-from storage.invocations import RESTART_MESSAGE, Invocations
+from storage.invocations import LOST_MESSAGE, Invocations
 from storage.listing import ListQuery
 from storage.metadata import DEFAULT_SETTINGS, Metadata
 from storage.migrations import MIGRATIONS
@@ -172,18 +172,78 @@ def test_delete_removes_record_and_files(invocations: Invocations, tmp_path: Pat
         invocations.status(uuid, OWNER)
 
 
-def test_status_survives_a_restart_and_unfinished_work_is_marked(tmp_path: Path) -> None:
-    store = StoreService(str(tmp_path), "test")
-    done = store.invocations.admit(OWNER.id, {}, limit=4)["uuid"]
-    store.invocations.complete(done, [f"{done}_0.png"], 1)
-    running = store.invocations.admit(OWNER.id, {}, limit=4)["uuid"]
-    store.invocations.progress(running, 1, 4)
-    store.close()
+def _restarted(path: Path, clock: list[float]) -> tuple[Metadata, Invocations]:
+    from storage.leases import Leases
 
-    restarted = StoreService(str(tmp_path), "test")
-    assert restarted.status(ADMIN, done)["status"] == "completed"
-    interrupted = restarted.status(ADMIN, running)
-    assert interrupted["status"] == "error" and interrupted["message"] == RESTART_MESSAGE
+    db = Metadata.open(path / "db.duckdb")
+    return db, Invocations(db, SharedStorage.from_url(path), Leases(lambda: clock[0]))
+
+
+def test_status_survives_a_restart_and_unfinished_work_is_queued_again(tmp_path: Path) -> None:
+    from storage.leases import RESTART_GRACE_S
+
+    clock = [0.0]
+    db, invocations = _restarted(tmp_path, clock)
+    done = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    invocations.complete(done, [f"{done}_0.png"], 1)
+    running = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    invocations.progress(running, 1, 4)
+    queued = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    assert invocations.adopt(10) == []  # every one still leased to the Planner it went to
+    db.close()
+
+    db, restarted = _restarted(tmp_path, clock)
+    assert restarted.status(done, OWNER)["status"] == "completed"
+    again = restarted.status(running, OWNER)
+    assert (again["status"], again["step"], again["attempts"]) == ("queued", None, 1)
+    assert restarted.counts() == {"queued": 2, "processing": 0}
+    # A Planner still running one (the Store alone restarted) has a moment to say so.
+    assert restarted.adopt(10) == []
+    clock[0] += RESTART_GRACE_S + 1
+    assert restarted.expire() == 2
+    # Then no Planner holds them: the first to ask adopts both, oldest first; nobody else gets them.
+    assert restarted.adopt(10) == [running, queued]
+    assert restarted.adopt(10) == []
+    restarted.progress(running, 1, 4)
+    assert restarted.status(running, OWNER)["attempts"] == 2
+    db.close()
+
+
+def test_a_planner_still_running_a_job_keeps_it_through_a_store_restart(tmp_path: Path) -> None:
+    from storage.leases import RESTART_GRACE_S
+
+    clock = [0.0]
+    db, invocations = _restarted(tmp_path, clock)
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    invocations.progress(uuid, 1, 4)
+    db.close()
+    db, restarted = _restarted(tmp_path, clock)
+    restarted.renew([uuid])
+    clock[0] += RESTART_GRACE_S + 1
+    assert restarted.expire() == 0 and restarted.adopt(10) == []  # it is held: not run twice
+    assert restarted.complete(uuid, [f"{uuid}_0.png"], 4)
+    db.close()
+
+
+def test_an_invocation_that_keeps_losing_its_planner_ends_after_the_last_attempt(tmp_path: Path) -> None:
+    from storage.leases import RESTART_GRACE_S
+
+    clock = [0.0]
+    db, invocations = _restarted(tmp_path, clock)
+    db.write_settings(db._connection, {"max_invocation_attempts": 2})  # noqa: SLF001 - a test's setup
+    uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
+    for attempt in (1, 2):
+        invocations.progress(uuid, 1, 4)
+        db.close()
+        db, invocations = _restarted(tmp_path, clock)
+        status = invocations.status(uuid, OWNER)
+        assert status["attempts"] == attempt
+        if attempt == 1:
+            clock[0] += RESTART_GRACE_S + 1
+            assert invocations.expire() == 1
+            assert status["status"] == "queued" and invocations.adopt(1) == [uuid]
+    assert status["status"] == "error" and status["message"] == LOST_MESSAGE
+    db.close()
 
 
 def test_history_is_newest_first_with_a_count(invocations: Invocations) -> None:
@@ -195,8 +255,7 @@ def test_history_is_newest_first_with_a_count(invocations: Invocations) -> None:
     assert invocations.history(OWNER.id, ListQuery(limit=0, offset=2))[0][0]["attributes"]["id"] == uuids[0]
 
 
-def test_an_invocation_whose_planner_stopped_renewing_ends_in_error(tmp_path: Path) -> None:
-    from storage.invocations import LOST_MESSAGE
+def test_an_invocation_whose_planner_stopped_renewing_is_queued_again(tmp_path: Path) -> None:
     from storage.leases import ADMISSION_GRACE_S, LEASE_S, Leases
 
     clock = [0.0]
@@ -206,18 +265,22 @@ def test_an_invocation_whose_planner_stopped_renewing_ends_in_error(tmp_path: Pa
     lost = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     invocations.progress(held, 1, 10)
     clock[0] = ADMISSION_GRACE_S - 1
-    invocations.renew([held])  # the Planner still holds this one; the other's died
-    assert invocations.expire() == 0
+    invocations.renew([held])  # the Planner still holds this one; the other's died before it started
+    assert invocations.expire() == 0 and invocations.adopt(4) == []
     clock[0] = ADMISSION_GRACE_S + 1
     assert invocations.expire() == 1
-    assert invocations.status(lost, OWNER)["status"] == "error"
-    assert invocations.status(lost, OWNER)["message"] == LOST_MESSAGE
+    assert invocations.status(lost, OWNER)["status"] == "queued"
     assert invocations.status(held, OWNER)["status"] == "processing"
-    assert invocations.counts() == {"queued": 0, "processing": 1}  # the lost one left the queue
-    clock[0] += LEASE_S + 1
-    assert invocations.expire() == 1 and invocations.status(held, OWNER)["status"] == "error"
+    assert invocations.adopt(4) == [lost]
+    clock[0] += LEASE_S + 1  # both Planners lost now: the started one goes back to the queue too
+    assert invocations.expire() == 2
+    status = invocations.status(held, OWNER)
+    assert (status["status"], status["step"], status["attempts"]) == ("queued", None, 1)
+    assert invocations.counts() == {"queued": 2, "processing": 0}
+    assert invocations.adopt(4) == [held, lost]
+    invocations.cancel(held, OWNER)
     invocations.renew([held])  # too late: an ended invocation is not revived
-    assert invocations.status(held, OWNER)["status"] == "error"
+    assert invocations.status(held, OWNER)["status"] == "cancelled" and invocations.adopt(4) == []
     db.close()
 
 

@@ -1,0 +1,26 @@
+"""An admitted invocation's work, kept where every node reaches it: its plan, input images included.
+
+Written by the ingress before the POST answers, read by whichever Planner runs the invocation
+again after its first one was lost (died, or stopped with the server), removed by the Store when
+the invocation ends. Pickled: the plan is the project's own frozen dataclasses, and the file is
+in the server's own storage, trusted as its model files are (checkpoints are pickles too).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+from deployments.plan import Plan
+from storage.shared import JOBS, SharedStorage
+
+
+def save_job(storage: SharedStorage, uuid: str, plan: Plan) -> None:
+    storage.write(JOBS, uuid, pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_job(storage: SharedStorage, uuid: str) -> Plan | None:
+    """The plan stored for ``uuid``; None when there is none (admitted before jobs were kept)."""
+    if not storage.exists(JOBS, uuid):
+        return None
+    plan = pickle.loads(storage.read(JOBS, uuid))  # noqa: S301 - the server's own file, see above
+    return plan if isinstance(plan, Plan) else None
