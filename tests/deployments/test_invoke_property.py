@@ -59,9 +59,11 @@ def client(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     with serve_locally(paths.root, roles=roles) as client:
         yield client
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
         counts = ", ".join(f"{outcome}: {count}" for outcome, count in OUTCOMES.most_common())
-        reporter.write_line(f"\ninvoke property: {sum(OUTCOMES.values())} bodies; {counts}")
+        with capture.global_and_fixture_disabled():  # the counts are the long run's report
+            reporter.write_line(f"\ninvoke property: {sum(OUTCOMES.values())} bodies; {counts}")
 
 
 def outcome(client: Any, body: dict[str, Any]) -> tuple[str, str | None]:
