@@ -1,9 +1,10 @@
-"""The Planner deployment: makes an invocation's plan and runs it through the model roles.
+"""The Planner deployment: runs an invocation's plan (made by the ingress) through the model roles.
 
-It owns everything about a job that is not one step's work: the plan, the step accounting
-over the whole plan, progress (coalesced to the Store), cancellation (the Store says when an
-invocation stopped being active; the running role's stream is then closed), and the output
-files (PNGs with the plan in their text chunks, written here; the Store records their names).
+It owns everything about a job that is not one step's work: the step accounting over the whole
+plan, progress (coalesced to the Store), cancellation (the Store says when an invocation stopped
+being active; the running role's stream is then closed), and the output files (PNGs with the plan
+in their text chunks, written here; the Store records their names). It holds its jobs under
+leases from the Store, and adopts the jobs of a Planner that was lost, from their stored plans.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class Planner:
 
     async def _renew_leases(self) -> None:
         """Tell the Store every few seconds which jobs this replica still holds: should it die,
-        theirs run out and the Store ends them. The first round is at once: with it a round later,
+        theirs run out and the Store queues them again. The first round is at once: with it a round later,
         Base's autoscaling grew about 8 s later under bench/scheduling.py's load (not understood)."""
         while self._jobs:
             try:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import wait_for
-from tests.integration.test_serve_http import _finished, _invoke
+from tests.integration.test_serve_http import FINISHED, _finished, _invoke
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,21 @@ def test_the_planner_killed_mid_job_runs_it_again_to_the_same_image(http: httpx.
     assert status["status"] == "completed" and status["attempts"] == 2, status
     first, second = (http.get("/api/invocation/" + s["images"][0]).content for s in (status, undisturbed))
     assert Image.open(io.BytesIO(first)).tobytes() == Image.open(io.BytesIO(second)).tobytes()
+
+
+def test_the_store_killed_mid_job_still_ends_it_completed(http: httpx.Client) -> None:
+    uuid = _invoke(http, **LONG)["uuid"]
+    running(http, uuid)
+    kill_replica("Store")
+    # Serve starts another Store on the same DuckDB file; the job finishes and is recorded, or,
+    # when its Planner's calls failed meanwhile, it is queued again and adopted.
+    status = wait_for(lambda: _status_or_none(http, uuid), lambda s: s is not None and s["status"] in FINISHED,
+                      timeout=240)  # fmt: skip
+    assert status["status"] == "completed" and len(status["images"]) == 1, status
+    assert _finished(http, _invoke(http, **QUICK)["uuid"])["status"] == "completed"
+
+
+def _status_or_none(http: httpx.Client, uuid: str) -> dict | None:
+    """The status, or None while the Store is being replaced (the ingress answers 5xx meanwhile)."""
+    response = http.get(f"/api/invocation/{uuid}")
+    return response.json()["data"] if response.status_code == 200 else None
