@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 
 from deployments.plan import Plan
+from storage.model_folders import missing
 from storage.shared import JOBS, SharedStorage
 
 
@@ -20,7 +21,11 @@ def save_job(storage: SharedStorage, uuid: str, plan: Plan) -> None:
 
 def load_job(storage: SharedStorage, uuid: str) -> Plan | None:
     """The plan stored for ``uuid``; None when there is none (admitted before jobs were kept)."""
-    if not storage.exists(JOBS, uuid):
-        return None
-    plan = pickle.loads(storage.read(JOBS, uuid))  # noqa: S301 - the server's own file, see above
+    try:
+        data = storage.read(JOBS, uuid)
+    except OSError as error:
+        if missing(error):
+            return None
+        raise
+    plan = pickle.loads(data)  # noqa: S301 - the server's own file, see above
     return plan if isinstance(plan, Plan) else None

@@ -227,11 +227,9 @@ class RoleDeployment:
         """Consumed with ``handle.options(stream=True)``; with ``multiplexed_model_id=step.model_id``
         too, Serve routes it to a replica that holds the step's model (model affinity). A job
         waiting its turn has not started: ``Started`` comes with its turn, its model load too.
-        ``caller``: the calling actor's handle; should it die, the job stops (and one still
-        waiting its turn never starts)."""
+        ``caller``: the calling actor's handle; should it die, the job stops at its next step
+        (checked every ``CALLER_CHECK_S`` while it runs, not before: no call on a job's way in)."""
         async with self._turn:
-            if caller is not None and await _dead(caller):
-                return
             abandoned = (lambda: caller_gone(caller)) if caller is not None else None
             async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs, abandoned):
                 yield event
@@ -240,19 +238,13 @@ class RoleDeployment:
         await asyncio.to_thread(self._role.check_health)
 
 
-async def _dead(actor: Any) -> bool:
-    try:
-        await actor.__ray_ready__.remote()
-    except ActorDiedError:
-        return True
-    return False
-
-
 async def caller_gone(actor: Any) -> None:
     """Return once ``actor`` is dead (it died, or was stopped with its app)."""
     while True:
         await asyncio.sleep(CALLER_CHECK_S)
-        if await _dead(actor):
+        try:
+            await actor.__ray_ready__.remote()
+        except ActorDiedError:
             return
 
 

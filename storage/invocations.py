@@ -146,7 +146,11 @@ class Invocations:
         """Up to ``limit`` queued invocations no Planner holds (their Planner was lost), oldest
         first, leased now to the caller: it runs their stored plans."""
         with self._lock:
-            orphans = [uuid for uuid in self._db.active_invocations(None) if not self._leases.held(uuid)][:limit]
+            # Orphans are always queued: most rounds find none without a query (every Planner asks).
+            unleased = {uuid for uuid in self._queued if not self._leases.held(uuid)}
+            if not unleased:
+                return []
+            orphans = [uuid for uuid in self._db.active_invocations(None) if uuid in unleased][:limit]
             for uuid in orphans:
                 self._leases.grant(uuid, LEASE_S)
         return orphans
