@@ -57,16 +57,19 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
     from ray import serve
 
     from serve_app.app import build_app
+    from serve_app.local_ray import start_local_ray
 
     started = time.monotonic()
     paths = DataPaths(data_dir).ensure()
     ensure_a_checkpoint(paths)
-    # ray.init() joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
+    # Joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
     joined = os.environ.get("RAY_ADDRESS")
-    if not joined:
+    if joined:
+        ray.init(address=joined, logging_level=logging.WARNING)
+    else:
         for name, value in PROXY_PATIENCE.items():
             os.environ.setdefault(name, value)
-    ray.init(address=joined, logging_level=logging.WARNING)
+        start_local_ray(logging_level=logging.WARNING)
     # Installed after ray.init (whose own SIGTERM handler would end the process at once) and
     # before the deploy: a Ctrl+C or SIGTERM during the start is not lost; it stops the server
     # as soon as the step under way returns. A second one stops at once.

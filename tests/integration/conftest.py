@@ -25,19 +25,20 @@ def metrics_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_serve(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> Iterator[str]:
+def ray_serve(metrics_port: int) -> Iterator[str]:
     """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
     import ray
     from ray import serve
 
+    from serve_app.local_ray import start_local_ray
+
     port = _free_port()
     # Logical CPUs: replicas reserve fractions of them; the machine has 2 real cores.
-    ray.init(
+    start_local_ray(
         num_cpus=8,
         # As the head of cluster.yaml: the Serve config pins the CPU roles to it (test_serve_config).
         resources={"enfugue_head": 1},
         include_dashboard=False,
-        _temp_dir=str(tmp_path_factory.mktemp("ray")),
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
         _metrics_export_port=metrics_port,
         # Metrics reach the endpoint within a second, not Ray's default ten.
