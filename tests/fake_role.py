@@ -50,6 +50,7 @@ class FakeRole:
         self.loads: list[str] = []
         self.steps: list[Step] = []
         self.stopped_at: list[float] = []  # time.monotonic() of each stop
+        self.step_ends: list[list[float]] = []  # per denoising run, time.monotonic() of each step's end
 
     def load(self, model_id: str) -> str:
         if model_id == PILLOW_MODEL or model_id.startswith(("upscaler/", "background/")):  # the Upscaler's
@@ -69,7 +70,8 @@ class FakeRole:
             return [_white_transparent(image) for image in inputs]
         total = step.expected_steps
         size = inputs[0].size if inputs else (step.width, step.height)
-        began = time.monotonic()
+        began, ends = time.monotonic(), []
+        self.step_ends.append(ends)
         for index in range(total):
             if reporter.stopped:
                 self.stopped_at.append(time.monotonic())
@@ -77,6 +79,7 @@ class FakeRole:
             # Each step ends on its own deadline: a job lasts total x step_seconds, however late a
             # busy machine wakes a sleep (a device's steps do not drift so).
             time.sleep(max(0.0, began + (index + 1) * self.step_seconds - time.monotonic()))
+            ends.append(time.monotonic())
             reporter.progress(index + 1, total)
             if step.intermediate_steps and (index + 1) % step.intermediate_steps == 0 and index + 1 < total:
                 reporter.intermediate(index + 1, [Image.new("RGB", size, "gray") for _ in step.seeds])
