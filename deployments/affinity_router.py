@@ -13,8 +13,13 @@ A replica reports its models once loaded (through the controller: a second or so
 then, the router counts a replica it sent a model's job to as holding that model, so the jobs
 behind the first wait for it instead of loading the model elsewhere meanwhile.
 
-When a job ends, its replica goes at once to the oldest job waiting for the same model (Serve
+When a job ends, its replica goes at once to the next job waiting for the same model (Serve
 would find it free only at that job's next retry, up to the backoff later, on every hand-over).
+
+Which job a free replica takes, of those waiting for its model, is fair (deployments/turns.py):
+round-robin between users, oldest first within one (Serve's: the oldest). Jobs of other models
+wait for replicas ranked as above, so between users of different models the order is as fair as
+the replicas that hold their models are free.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from ray.serve.request_router import (
     RequestRouter,
     RunningReplica,
 )  # fmt: skip
+
+from deployments.turns import Rotation, Turn
 
 # A job waits at most this long for a replica holding its model, about the time an SDXL checkpoint
 # takes to load on a GPU: waiting longer costs more than loading it elsewhere.
@@ -101,6 +108,7 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         self._waiting: dict[str, dict[str, PendingRequest]] = defaultdict(dict)
         # Jobs running, by request id: their metadata (which names their model) and since when.
         self._running: dict[str, tuple[Any, float]] = {}
+        self._rotation = Rotation()
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
@@ -127,7 +135,23 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         self._routed[(model_id, chosen.replica_id)] = time.monotonic()
         return [[chosen], *ranked]
 
+    def _fulfill_next_pending_request(self, replica: RunningReplica, request_metadata: Any = None) -> None:
+        """Called by Serve with a replica that can take a job of ``request_metadata``'s model: the
+        fairest job waiting for that model takes it (Serve's mixin gives it to the oldest)."""
+        model_id = request_metadata.multiplexed_model_id if request_metadata is not None else ""
+        if not model_id:
+            super()._fulfill_next_pending_request(replica, request_metadata)
+            return
+        waiting = self._pending_requests_by_model_id.get(model_id, ())
+        chosen = self._rotation.fairest((request for request in waiting if not request.future.done()), turn_of)
+        if chosen is not None:  # as Serve's mixin fulfils the one it picks
+            self._cancel_routing_task_for_pending_request(chosen)
+            self._record_queue_wait_time(chosen)
+            chosen.future.set_result(replica)
+            self._remove_pending_request_from_indices(chosen)
+
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        self._rotation.taken(turn_of(pending_request))
         model_id = pending_request.metadata.multiplexed_model_id
         if model_id:
             now = time.monotonic()
@@ -137,7 +161,7 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             self._running[pending_request.metadata.internal_request_id] = (pending_request.metadata, now)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        """Hand the freed replica to the oldest job waiting for the model it just ran."""
+        """Hand the freed replica to the next job waiting for the model it just ran."""
         metadata, _ = self._running.pop(internal_request_id, (None, None))
         replica = self.curr_replicas.get(replica_id)
         if metadata is None or replica is None:
@@ -175,3 +199,8 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             if now - at <= ROUTED_MEMORY_S:
                 models[replica_id].add(model_id)
         return models
+
+
+def turn_of(request: PendingRequest) -> Turn | None:
+    """The job's place in line, as the Planner sends it to the role (``generate(..., turn=)``)."""
+    return request.kwargs.get("turn")

@@ -27,6 +27,7 @@ from deployments.plan import DENOISE, Plan, Step
 from deployments.progress import ProgressWriter
 from deployments.role import QUIET, Intermediate, Outputs, Progress, Started
 from deployments.steps import StepOutputs
+from deployments.turns import Turn
 from serve_app.errors import APIError
 from serve_app.metrics import denoising_steps
 from serve_app.remote import Remote
@@ -48,6 +49,7 @@ class _Job:
     """One invocation as the Planner runs it."""
 
     uuid: str
+    turn: Turn
     writer: ProgressWriter
     # Intermediate images on disk: the ones shown, and the ones before (a client may have just
     # read their names in a status and be fetching them).
@@ -84,14 +86,15 @@ class Planner:
         with contextlib.suppress(RuntimeError):  # in a replica; in-process tests call adopt()
             self._adopting = asyncio.get_running_loop().create_task(self._adopt_forever())
 
-    async def run(self, uuid: str, plan: Plan) -> str:
+    async def run(self, uuid: str, plan: Plan, turn: Turn) -> str:
         """Execute the invocation's plan (made by the ingress, which checked its cost) to its end;
-        the outcome goes to the Store. Returns the final status."""
+        the outcome goes to the Store. Returns the final status. ``turn``: its place in line
+        where its steps wait for a role (deployments/turns.py)."""
         self._jobs.add(uuid)
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.get_running_loop().create_task(self._renew_leases())
         try:
-            return await self._run(uuid, plan)
+            return await self._run(uuid, plan, turn)
         finally:
             self._jobs.discard(uuid)
 
@@ -108,12 +111,12 @@ class Planner:
         their stored plans; how many were taken."""
         uuids = await self._store.adopt(ADOPT_BATCH)
         for uuid in uuids:
-            plan = await asyncio.to_thread(load_job, self._storage, uuid)
-            if plan is None:
+            job = await asyncio.to_thread(load_job, self._storage, uuid)
+            if job is None:
                 await self._store.fail(uuid, UNSTORED)
                 continue
             logger.info("invocation %s runs again: its planner was lost", uuid)
-            task = asyncio.get_running_loop().create_task(self.run(uuid, plan))
+            task = asyncio.get_running_loop().create_task(self.run(uuid, job.plan, job.turn))
             self._adopted.add(task)
             task.add_done_callback(self._adopted.discard)
         return len(uuids)
@@ -129,8 +132,8 @@ class Planner:
                 logger.warning("could not renew the leases of %s jobs", len(self._jobs), exc_info=True)
             await asyncio.sleep(RENEW_INTERVAL_S)
 
-    async def _run(self, uuid: str, plan: Plan) -> str:
-        job = asyncio.ensure_future(self._execute(uuid, plan))
+    async def _run(self, uuid: str, plan: Plan, turn: Turn) -> str:
+        job = asyncio.ensure_future(self._execute(uuid, plan, turn))
         # The first step is sent before the watch for a cancel: the job is waited for, the watch not.
         await asyncio.sleep(0)
         watch = self._store_handle.stopped.remote(uuid)
@@ -159,14 +162,14 @@ class Planner:
             watch.cancel()
         return "error"
 
-    async def _execute(self, uuid: str, plan: Plan) -> str:
+    async def _execute(self, uuid: str, plan: Plan, turn: Turn) -> str:
         unrecorded = [plan.to_dict()]  # goes with the first progress write (and with the last word)
 
         async def write(step: int, total: int, intermediates: list[str] | None) -> None:
             await self._store.progress(uuid, step, total, unrecorded[0] if unrecorded else None, intermediates)
             unrecorded.clear()
 
-        job = _Job(uuid, ProgressWriter(write))
+        job = _Job(uuid, turn, ProgressWriter(write))
         outputs: list[list[Image.Image | None]] = []
         done, remaining = 0, plan.expected_steps
         try:
@@ -227,7 +230,7 @@ class Planner:
         writer = job.writer
         routing = {"multiplexed_model_id": step.model_id} if self._affinity else {}
         role = self._roles[step.role].options(stream=True, **routing)
-        events = role.generate.remote(step, inputs, self._me)
+        events = role.generate.remote(step, inputs, self._me, turn=job.turn)
         total = step.expected_steps
         rate = _Rate()
         ended = False  # the role's stream ends by itself after its outputs or its error

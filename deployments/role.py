@@ -25,6 +25,7 @@ from PIL import Image
 from ray import serve
 from ray.exceptions import ActorDiedError
 
+from deployments.turns import Turn, TurnGate
 from serve_app.errors import APIError, BadRequestError
 from serve_app.metrics import model_loaded
 from storage.model_folders import UnsafePathError
@@ -35,9 +36,10 @@ logger = logging.getLogger(__name__)
 # Loaded models a replica keeps (least recently used goes first); requests are routed to
 # replicas that already hold their model.
 MODELS_PER_REPLICA = 2
-# Jobs a replica takes: one runs, the next waits its turn inside the replica, so the device starts
-# it the moment the first ends instead of idling through a hand-over (two hops through the caller).
-JOBS_PER_REPLICA = 2
+# Jobs a replica takes: the one it runs. The next waits in the caller's router, where jobs are taken
+# fairly (deployments/turns.py) and a new replica can take it; a job sent ahead to wait inside a
+# busy replica would be committed to it before a job of another user admitted later.
+JOBS_PER_REPLICA = 1
 PROGRESS_INTERVAL_S = 0.1
 # How often a running job asks whether its caller is still alive: a dead caller's job stops at its
 # next step after that (Serve does not cancel a stream whose caller died).
@@ -211,8 +213,8 @@ class RoleDeployment:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._role = self.role_class(*args, **kwargs)
-        # Jobs take their turns in the order they came (asyncio's lock is first come, first served).
-        self._turn = asyncio.Lock()
+        # Serve sends one job at a time; callers without Serve (in-process) may send more at once.
+        self._gate = TurnGate()
 
     @serve.multiplexed(max_num_models_per_replica=MODELS_PER_REPLICA)
     async def model(self, model_id: str) -> Any:
@@ -223,13 +225,16 @@ class RoleDeployment:
         logger.info("loaded %s in %.1f s", model_id, seconds)
         return loaded
 
-    async def generate(self, step: Any, inputs: list[Image.Image], caller: Any = None) -> AsyncIterator[Event]:
+    async def generate(
+        self, step: Any, inputs: list[Image.Image], caller: Any = None, turn: Turn | None = None
+    ) -> AsyncIterator[Event]:
         """Consumed with ``handle.options(stream=True)``; with ``multiplexed_model_id=step.model_id``
         too, Serve routes it to a replica that holds the step's model (model affinity). A job
         waiting its turn has not started: ``Started`` comes with its turn, its model load too.
         ``caller``: the calling actor's handle; should it die, the job stops at its next step
-        (checked every ``CALLER_CHECK_S`` while it runs, not before: no call on a job's way in)."""
-        async with self._turn:
+        (checked every ``CALLER_CHECK_S`` while it runs, not before: no call on a job's way in).
+        ``turn``: the invocation's place in line, where jobs wait for this role (deployments/turns.py)."""
+        async with self._gate.turn(turn):
             abandoned = (lambda: caller_gone(caller)) if caller is not None else None
             async for event in stream(self._role, lambda: self.model(step.model_id), step, inputs, abandoned):
                 yield event
@@ -249,7 +254,7 @@ async def caller_gone(actor: Any) -> None:
 
 
 def role_deployment(role_class: Callable[..., Role], name: str) -> Any:
-    """The Serve deployment of one role: one job running and the next waiting its turn."""
+    """The Serve deployment of one role: one job at a time per replica; the rest wait in the caller."""
     shell = type(name, (RoleDeployment,), {"role_class": role_class, "__module__": role_class.__module__})
     return serve.deployment(
         name=name,

@@ -285,6 +285,8 @@ class StoreService:
         )
         return {
             "status": status,
+            # Its place in line where jobs wait for a role (deployments/turns.py): ids count up.
+            "turn": {"owner": caller.id, "admitted": status["id"]},
             "default_checkpoint": settings["default_checkpoint"],
             "model": self.preconfigured.find(model) if model is not None else None,
             "limits": {key: settings[key] for key in ("max_prompt_length", "max_pixels_per_step", "max_pixel_steps")},

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from deployments.jobs import save_job
-from deployments.plan import Plan, make_plan
+from deployments.jobs import Job, save_job
+from deployments.plan import make_plan
+from deployments.turns import Turn
 from serve_app.auth import TokenDep
 from serve_app.costs import check_cost
 from serve_app.dependencies import ServicesDep, parse_body
@@ -45,22 +46,23 @@ async def invoke(request: Request, services: ServicesDep, token: TokenDep) -> JS
     uuid = admitted["status"]["uuid"]
     try:
         # Folder walks, checkpoint headers and the job file: off the event loop.
-        plan = await run_in_threadpool(_planned, body, admitted, services.storage)
+        job = await run_in_threadpool(_planned, body, admitted, services.storage)
     except APIError:
         await services.store.withdraw(token, uuid)
         raise
-    services.launch(services.planner.run.remote(uuid, plan), uuid)
+    services.launch(services.planner.run.remote(uuid, job.plan, job.turn), uuid)
     return success(request, admitted["status"])
 
 
-def _planned(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> Plan:
+def _planned(body: InvokeRequest, admitted: dict[str, Any], storage: SharedStorage) -> Job:
     """The invocation's plan (a random seed where the request has none), once its cost is within
     the limits; the Planner runs it as it is. Stored before the answer: should its Planner be
     lost, another runs it again (deployments/jobs.py)."""
     plan = make_plan(generation_request(body, admitted, storage), random_seed=secrets.randbelow(2**32))
     check_cost(plan, admitted["limits"])
-    save_job(storage, admitted["status"]["uuid"], plan)
-    return plan
+    job = Job(plan, Turn(**admitted["turn"]))
+    save_job(storage, admitted["status"]["uuid"], job)
+    return job
 
 
 @router.get("/api/invocation/images/{name}")

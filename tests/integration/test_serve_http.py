@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,46 @@ def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> 
         assert http.post("/api/invocation/stop", headers=ben).json()["data"] == {"cancelled": [his]}
     finally:
         http.post("/api/settings", json={"auth": False}, headers=admin)
+
+
+def test_jobs_wait_round_robin_between_users_and_in_order_within_one(http: httpx.Client) -> None:
+    """On one Base replica, user A queues six jobs, then user B two: B's first starts second, the
+    two users alternate while both wait, and each user's run in the order they were sent (eight
+    in one exact order: by chance, about once in 40,000 runs)."""
+    admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+    roomy = {"auth": True, "max_queued_invocations": 16, "max_queued_invocations_per_user": 8}
+    assert http.post("/api/settings", json=roomy, headers=admin).status_code == 200
+    try:
+        admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+        for name in ("cal", "dee"):
+            body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
+            assert http.post("/api/users", json=body, headers=admin).status_code == 200
+        cal, dee = ({"Authorization": "Bearer " + _login(http, name, "pw")} for name in ("cal", "dee"))
+        job = {"width": 64, "height": 64, "num_inference_steps": 20, "chunking_size": 0}
+        # The first runs while the others are sent: they all wait for it.
+        sent = [(cal, {**job, "num_inference_steps": 200})] + [(cal, job)] * 5 + [(dee, job)] * 2
+        uuids = []
+        for headers, body in sent:
+            response = http.post("/api/invoke", json=body, headers=headers)
+            assert response.status_code == 200, response.text
+            uuids.append(response.json()["data"]["uuid"])
+        for (headers, _), uuid in zip(sent, uuids, strict=True):
+            status = wait_for(
+                lambda: http.get(f"/api/invocation/{uuid}", headers=headers).json()["data"],  # noqa: B023
+                lambda s: s["status"] in FINISHED, timeout=300,
+            )  # fmt: skip
+            assert status["status"] == "completed", status
+        ended = {}
+        for headers in (cal, dee):
+            for item in http.get("/api/invocation-history", headers=headers).json()["data"]:
+                attributes = item["attributes"]
+                began = datetime.fromisoformat(attributes["started"]).timestamp()
+                ended[attributes["id"]] = began + attributes["duration"]
+        a, b = uuids[:6], uuids[6:]
+        assert sorted(uuids, key=ended.__getitem__) == [a[0], b[0], a[1], b[1], a[2], a[3], a[4], a[5]]
+    finally:
+        default = {"auth": False, "max_queued_invocations": 4, "max_queued_invocations_per_user": 2}
+        http.post("/api/settings", json=default, headers=admin)
 
 
 def _login(http: httpx.Client, username: str, password: str) -> str:

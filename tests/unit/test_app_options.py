@@ -34,7 +34,7 @@ def test_defaults_keep_the_decorators_options_and_declare_no_gpu(tmp_path: Path)
         config, actor = deployments[name]._deployment_config, deployments[name].ray_actor_options
         assert actor["num_gpus"] == 0, name
         assert actor["runtime_env"]["env_vars"]["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] == "1"
-        assert (config.num_replicas, config.autoscaling_config, config.max_ongoing_requests) == (1, None, 2)
+        assert (config.num_replicas, config.autoscaling_config, config.max_ongoing_requests) == (1, None, 1)
         assert config.health_check_period_s == decorated.health_check_period_s
         assert config.graceful_shutdown_timeout_s == decorated.graceful_shutdown_timeout_s
     assert deployments["Store"]._deployment_config.max_ongoing_requests == 1000
@@ -85,7 +85,7 @@ def test_every_option_reaches_its_deployment(tmp_path: Path) -> None:
     )
     assert (actor["num_cpus"], actor["num_gpus"], actor["accelerator_type"]) == (2, 0.5, "L4")
     assert deployments["Upscaler"]._replica_config.max_replicas_per_node == 2
-    assert deployments["Upscaler"]._deployment_config.max_ongoing_requests == 2  # the role's own limit
+    assert deployments["Upscaler"]._deployment_config.max_ongoing_requests == 1  # the role's own limit
     planner_config = deployments["Planner"]._deployment_config
     assert (planner_config.num_replicas, planner_config.max_ongoing_requests) == (3, 50)
     assert deployments["Planner"]._replica_config.placement_group_bundles == [{"CPU": 1}]
@@ -116,8 +116,9 @@ def test_the_store_has_exactly_one_replica(store: dict[str, Any]) -> None:
 
 
 def test_a_model_role_may_hold_fewer_or_more_jobs_than_the_default() -> None:
-    """Its replica runs one at a time whatever the limit (the shell's turns); 1 leaves the next job
-    free to go to whichever replica frees first, more queue deeper in each replica."""
+    """Its replica runs one at a time whatever the limit, the jobs waiting in it taken fairly (the
+    shell's turns); 1 leaves the next job free to go to whichever replica frees first, more commit
+    jobs to a replica ahead of another user's later one (deployments/turns.py)."""
     assert AppArgs(refiner={"max_ongoing_requests": 1}).refiner.max_ongoing_requests == 1
     assert AppArgs(base={"max_ongoing_requests": 3}).base.max_ongoing_requests == 3
 

@@ -47,7 +47,7 @@ def test_serve_config_options_reach_the_deployments(tmp_path: Path) -> None:
     scaling = base._deployment_config.autoscaling_config
     assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 5, 1)
     assert (scaling.upscale_delay_s, scaling.downscale_delay_s) == (10, 600)
-    assert base._deployment_config.max_ongoing_requests == 2
+    assert base._deployment_config.max_ongoing_requests == 1
     assert base._deployment_config.graceful_shutdown_timeout_s == 600
     assert (base.ray_actor_options["num_gpus"], base.ray_actor_options["accelerator_type"]) == (1, "A10G")
     for name in MODEL_DEPLOYMENTS[1:]:
