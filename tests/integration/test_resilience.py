@@ -99,3 +99,19 @@ def _status_or_none(http: httpx.Client, uuid: str) -> dict | None:
     """The status, or None while the Store is being replaced (the ingress answers 5xx meanwhile)."""
     response = http.get(f"/api/invocation/{uuid}")
     return response.json()["data"] if response.status_code == 200 else None
+
+
+def test_a_job_that_fails_for_its_input_is_not_run_again_and_says_why(
+    http: httpx.Client, deployed: tuple[str, Path]
+) -> None:
+    from storage.files import DataPaths
+
+    folder = DataPaths(deployed[1]).models("lora")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    uuid = _invoke(http, **QUICK, lora=[{"model": "broken.safetensors", "weight": 1.0}])["uuid"]
+    status = _finished(http, uuid)
+    assert status["status"] == "error" and "lora: broken.safetensors" in status["message"], status
+    time.sleep(5)  # longer than a Planner takes to adopt a job that went back to the queue
+    assert http.get(f"/api/invocation/{uuid}").json()["data"] == status
+    assert status["attempts"] == 1

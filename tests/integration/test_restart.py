@@ -66,3 +66,46 @@ def test_a_restart_keeps_history_and_runs_what_was_unfinished(ray_serve: str, tm
         assert stopped_in < 45, stopped_in
     finally:
         serve.delete("enfugue")
+
+
+def test_a_redeploy_with_a_changed_option_ends_every_job_completed(ray_serve: str, tmp_path: Path) -> None:
+    """`serve deploy` of a changed config while one job runs and two wait: the Planner and Base
+    replicas are replaced (Serve lets the old ones finish within their graceful shutdown time, then
+    stops them); every job ends completed, the running one's image as an undisturbed run makes it."""
+    from ray import serve
+
+    from deployments.demo import write_demo_checkpoint
+    from serve_app.app import build_app
+    from serve_app.config import ReplicaOptions
+    from storage.files import DataPaths
+
+    paths = DataPaths(tmp_path).ensure()
+    write_demo_checkpoint(paths.models("checkpoint"))
+    args = small_app_args(paths.root)
+    serve.run(build_app(args), name="enfugue", route_prefix="/")
+    try:
+        with httpx.Client(base_url=ray_serve, timeout=60) as http:
+            running = _invoke(http, **SLOW, seed=1)["uuid"]
+            wait_for(lambda: http.get(f"/api/invocation/{running}").json()["data"], lambda s: (s["step"] or 0) >= 1)
+            waiting = [_invoke(http, **SLOW, seed=seed)["uuid"] for seed in (2, 3)]
+
+            changed = args.model_copy(
+                update={"planner": ReplicaOptions(num_cpus=0.3), "base": ReplicaOptions(num_cpus=0.9, num_gpus=0)}
+            )
+            serve.run(build_app(changed), name="enfugue", route_prefix="/")
+            deployments = serve.status().applications["enfugue"].deployments
+            assert {name: deployments[name].status for name in ("Planner", "Base")} == {
+                "Planner": "HEALTHY", "Base": "HEALTHY"
+            }  # fmt: skip
+
+            ended = {uuid: _finished(http, uuid) for uuid in (running, *waiting)}
+            for status in ended.values():
+                assert status["status"] == "completed" and len(status["images"]) == 1, status
+            undisturbed = _finished(http, _invoke(http, **SLOW, seed=1)["uuid"])
+            pixels = [
+                Image.open(io.BytesIO(http.get("/api/invocation/" + status["images"][0]).content)).tobytes()
+                for status in (ended[running], undisturbed)
+            ]
+            assert pixels[0] == pixels[1]
+    finally:
+        serve.delete("enfugue")
