@@ -82,7 +82,9 @@ class TurnGate:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        chosen = self._rotation.fairest(self._waiting, self._waiting.__getitem__)
+        # A job cancelled while it waits has its future cancelled at once; it leaves the line itself.
+        waiting = (admitted for admitted in self._waiting if not admitted.done())
+        chosen = self._rotation.fairest(waiting, self._waiting.__getitem__)
         if chosen is None:
             self._busy = False
             return

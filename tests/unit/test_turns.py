@@ -30,3 +30,33 @@ def test_a_user_just_served_waits_behind_one_who_was_not() -> None:
 def test_a_job_without_a_turn_comes_after_those_with_one() -> None:
     assert take_all(Rotation(), [None, Turn(5, 3), Turn(4, 7)]) == [Turn(5, 3), Turn(4, 7), None]
     assert Rotation().fairest([], lambda turn: turn) is None
+
+
+def test_a_job_cancelled_as_the_turn_passes_is_skipped() -> None:
+    """A waiting job's cancel takes effect at once on what it waits for, but its own code runs a
+    moment later: a turn passing meanwhile goes to the next job, not to the cancelled one."""
+    import asyncio
+
+    from deployments.turns import TurnGate
+
+    async def scenario() -> list[str]:
+        gate, ran, release = TurnGate(), [], asyncio.Event()
+
+        async def job(name: str, turn: Turn) -> None:
+            async with gate.turn(turn):
+                ran.append(name)
+                if name == "first":
+                    await release.wait()
+
+        first = asyncio.ensure_future(job("first", Turn(1, 1)))
+        await asyncio.sleep(0)
+        cancelled = asyncio.ensure_future(job("cancelled", Turn(2, 2)))
+        third = asyncio.ensure_future(job("third", Turn(3, 3)))
+        await asyncio.sleep(0)
+        release.set()  # the first ends before the cancelled one sees its cancel
+        cancelled.cancel()
+        await asyncio.gather(first, third)
+        assert cancelled.cancelled()
+        return ran
+
+    assert asyncio.run(scenario()) == ["first", "third"]
