@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -110,14 +112,7 @@ def test_the_event_stream_ends_at_completed_with_the_fields_of_the_last_poll(htt
 
 
 def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> None:
-    admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
-    assert http.post("/api/settings", json={"auth": True}, headers=admin).status_code == 200
-    try:
-        admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
-        for name in ("ann", "ben"):
-            body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
-            assert http.post("/api/users", json=body, headers=admin).status_code == 200
-        ann, ben = ({"Authorization": "Bearer " + _login(http, name, "pw")} for name in ("ann", "ben"))
+    with _users(http, ("ann", "ben")) as (ann, ben):
         slow = {"width": 256, "height": 256, "num_inference_steps": 400, "chunking_size": 0}
         hers = http.post("/api/invoke", json=slow, headers=ann).json()["data"]["uuid"]
         his = http.post("/api/invoke", json=slow, headers=ben).json()["data"]["uuid"]
@@ -126,23 +121,14 @@ def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> 
         his_status = lambda: http.get(f"/api/invocation/{his}", headers=ben).json()["data"]  # noqa: E731
         wait_for(his_status, lambda status: (status["step"] or 0) >= 1)  # running, not stopped
         assert http.post("/api/invocation/stop", headers=ben).json()["data"] == {"cancelled": [his]}
-    finally:
-        http.post("/api/settings", json={"auth": False}, headers=admin)
 
 
 def test_jobs_wait_round_robin_between_users_and_in_order_within_one(http: httpx.Client) -> None:
     """On one Base replica, user A queues six jobs, then user B two: B's first starts second, the
     two users alternate while both wait, and each user's run in the order they were sent (eight
     in one exact order: by chance, about once in 40,000 runs)."""
-    admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
-    roomy = {"auth": True, "max_queued_invocations": 16, "max_queued_invocations_per_user": 8}
-    assert http.post("/api/settings", json=roomy, headers=admin).status_code == 200
-    try:
-        admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
-        for name in ("cal", "dee"):
-            body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
-            assert http.post("/api/users", json=body, headers=admin).status_code == 200
-        cal, dee = ({"Authorization": "Bearer " + _login(http, name, "pw")} for name in ("cal", "dee"))
+    roomy = {"max_queued_invocations": 16, "max_queued_invocations_per_user": 8}
+    with _users(http, ("cal", "dee"), roomy) as (cal, dee):
         job = {"width": 64, "height": 64, "num_inference_steps": 20, "chunking_size": 0}
         # The first runs while the others are sent: they all wait for it.
         sent = [(cal, {**job, "num_inference_steps": 200})] + [(cal, job)] * 5 + [(dee, job)] * 2
@@ -165,9 +151,24 @@ def test_jobs_wait_round_robin_between_users_and_in_order_within_one(http: httpx
                 ended[attributes["id"]] = began + attributes["duration"]
         a, b = uuids[:6], uuids[6:]
         assert sorted(uuids, key=ended.__getitem__) == [a[0], b[0], a[1], b[1], a[2], a[3], a[4], a[5]]
+
+
+@contextlib.contextmanager
+def _users(http: httpx.Client, names: tuple[str, ...], settings: dict | None = None) -> Iterator[list[dict]]:
+    """Auth on (with ``settings`` changed too) and a new user per name; yields their logged-in
+    headers. After: auth off and the settings back to what they were."""
+    admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+    before = http.get("/api/settings", headers=admin).json()["data"]
+    assert http.post("/api/settings", json={"auth": True, **(settings or {})}, headers=admin).status_code == 200
+    try:
+        admin = {"Authorization": "Bearer " + _login(http, "enfugue", "enfugue")}
+        for name in names:
+            body = {"username": name, "new_password": "pw", "repeat_password": "pw"}
+            assert http.post("/api/users", json=body, headers=admin).status_code == 200
+        yield [{"Authorization": "Bearer " + _login(http, name, "pw")} for name in names]
     finally:
-        default = {"auth": False, "max_queued_invocations": 4, "max_queued_invocations_per_user": 2}
-        http.post("/api/settings", json=default, headers=admin)
+        restored = {key: before[key] for key in settings or {}}
+        http.post("/api/settings", json={"auth": False, **restored}, headers=admin)
 
 
 def _login(http: httpx.Client, username: str, password: str) -> str:
