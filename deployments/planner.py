@@ -5,6 +5,8 @@ plan, progress (coalesced to the Store), cancellation (the Store says when an in
 being active; the running role's stream is then closed), and the output files (PNGs with the plan
 in their text chunks, written here; the Store records their names). It holds its jobs under
 leases from the Store, and adopts the jobs of a Planner that was lost, from their stored plans.
+A Planner asked to stop (a redeploy, a scale-down) lets the jobs already on a role finish and
+hands the others back to the queue, where another Planner adopts them at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +45,16 @@ RENEW_INTERVAL_S = 5.0
 # at once (each runs as one of its own; the roles' queues order them).
 ADOPT_INTERVAL_S = 2.0
 ADOPT_BATCH = 16
+# Serve's force-kill deadline for a stopping Planner (its graceful_shutdown_timeout_s, unless the
+# app's options set another), and the part of it kept to hand the unfinished jobs back.
+GRACEFUL_SHUTDOWN_S = 60.0
+HAND_BACK_MARGIN_S = 10.0
+# How long one watch for a cancel waits in the Store before it is asked again.
+WATCH_S = 5.0
+# A stopping Planner waits this long for each call to the Store as it hands its jobs back, and
+# asks again for this long in all (a Store replaced with it comes back in seconds).
+STORE_CALL_S = 3.0
+STORE_PATIENCE_S = 20.0
 
 
 @dataclass
@@ -57,7 +70,12 @@ class _Job:
     before: list[str] = field(default_factory=list)
 
 
-@serve.deployment(max_ongoing_requests=1000, health_check_period_s=30, logging_config=QUIET)
+@serve.deployment(
+    max_ongoing_requests=1000,
+    health_check_period_s=30,
+    graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
+    logging_config=QUIET,
+)
 class Planner:
     def __init__(
         self,
@@ -67,44 +85,117 @@ class Planner:
         version: str,
         model_affinity: bool = True,
         storage_url: str | None = None,
+        finish_within_s: float = GRACEFUL_SHUTDOWN_S - HAND_BACK_MARGIN_S,
     ) -> None:
         """``roles``: a handle per role name (``Step.role``). ``model_affinity``: route each step to a
         replica of its role that holds its model, while one is free soon enough (Serve's multiplexed
-        routing); off, any free replica takes it. Images go to ``storage_url`` (else ``data_dir``)."""
-        self._store_handle = store
+        routing); off, any free replica takes it. Images go to ``storage_url`` (else ``data_dir``).
+        ``finish_within_s``: how long a stopping replica lets its jobs already on a role run on."""
         self._store = Remote(store)
         self._roles = roles
         self._storage = shared_storage(data_dir, storage_url).ensure()
         self._version = version
         self._affinity = model_affinity
-        self._jobs: set[str] = set()  # held here, queued or running: their leases are renewed
+        self._finish_within_s = finish_within_s
+        # The jobs held here, waiting for a role or running: their leases are renewed.
+        self._jobs: dict[str, asyncio.Task[str]] = {}
+        self._started: set[str] = set()  # those whose first step a role has begun
         self._renewing: asyncio.Task[None] | None = None
         # Sent with every step: a role whose caller died stops (deployments/role.py).
         self._me = _own_actor()
-        self._adopted: set[asyncio.Task[str]] = set()
+        self._stopping = asyncio.Event()
         self._adopting: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):  # in a replica; in-process tests call adopt()
             self._adopting = asyncio.get_running_loop().create_task(self._adopt_forever())
 
-    async def run(self, uuid: str, plan: Plan, turn: Turn) -> str:
-        """Execute the invocation's plan (made by the ingress, which checked its cost) to its end;
-        the outcome goes to the Store. Returns the final status. ``turn``: its place in line
-        where its steps wait for a role (deployments/turns.py)."""
-        self._jobs.add(uuid)
+    async def run(self, uuid: str, plan: Plan, turn: Turn) -> None:
+        """Take the invocation: its plan (made by the ingress, which checked its cost) runs here
+        after this returns, to its end; the outcome goes to the Store. ``turn``: its place in line
+        where its steps wait for a role (deployments/turns.py).
+
+        Returning at once is what lets a stopping replica hand its jobs back: Serve calls
+        ``__del__`` only once no request to the replica is ongoing."""
+        await self._take(uuid, plan, turn)
+
+    async def _take(self, uuid: str, plan: Plan, turn: Turn) -> None:
+        if self._stopping.is_set():  # reached this replica as it began to stop
+            await self._give_back([uuid], STORE_PATIENCE_S)
+            return
+        task = self._jobs[uuid] = asyncio.get_running_loop().create_task(self._run(uuid, plan, turn))
+        task.add_done_callback(lambda _: self._forget(uuid))
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.get_running_loop().create_task(self._renew_leases())
-        try:
-            return await self._run(uuid, plan, turn)
-        finally:
-            self._jobs.discard(uuid)
+
+    def _forget(self, uuid: str) -> None:
+        del self._jobs[uuid]
+        self._started.discard(uuid)
+
+    def __del__(self) -> Coroutine[Any, Any, None] | None:
+        """Serve calls this when the replica stops, and awaits what it returns: the hand-back.
+        (Not a coroutine function: the garbage collector calls it too, on an in-process Planner,
+        and nothing would await it.)"""
+        return self._stop() if getattr(self, "_me", None) is not None else None
+
+    async def _stop(self) -> None:
+        logger.warning(
+            "stopping: handing back %s jobs waiting for a role; %s begun may finish for up to %.0f s",
+            len(self._jobs) - len(self._started), len(self._started), self._finish_within_s,
+        )  # fmt: skip
+        await self.hand_back(self._finish_within_s, _app_deleted())
+
+    async def hand_back(self, finish_within_s: float, deleted: Coroutine[Any, Any, None] | None = None) -> None:
+        """Take no more jobs; give those still waiting for a role back to the queue at once (another
+        Planner adopts them within seconds, in their turn); let the ones a role has begun finish for
+        up to ``finish_within_s``, or until ``deleted`` returns (the whole application is being
+        deleted: its roles stop too, no job can finish; they run again after the next start); give
+        back what is left then (it runs again from its first step)."""
+        self._stopping.set()
+        if self._adopting is not None:  # its call to the Store may not return: the Store may be stopping too
+            await _within(self._adopting, STORE_CALL_S)
+        waiting = asyncio.ensure_future(
+            self._give_back([uuid for uuid in self._jobs if uuid not in self._started], STORE_PATIENCE_S)
+        )
+        watch = asyncio.ensure_future(deleted) if deleted is not None else None
+        if self._jobs and finish_within_s > 0:
+            finished = asyncio.ensure_future(asyncio.wait(set(self._jobs.values())))
+            await asyncio.wait({finished} | ({watch} if watch else set()), timeout=finish_within_s,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            finished.cancel()
+        app_deleted = watch is not None and watch.done() and not watch.cancelled()
+        if watch is not None:
+            watch.cancel()
+        await self._give_back(list(self._jobs), 0.0 if app_deleted else STORE_PATIENCE_S)
+        await waiting
+
+    async def _give_back(self, uuids: list[str], patience_s: float) -> None:
+        """Stop these jobs here (their roles stop at their next step) and queue them again; the
+        Store is asked again for up to ``patience_s`` (it may be being replaced too)."""
+        if not uuids:
+            return
+        tasks = [self._jobs[uuid] for uuid in uuids if uuid in self._jobs]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # their last progress writes end before the Store queues them again
+            await asyncio.wait(tasks, timeout=STORE_CALL_S)
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                await asyncio.wait_for(self._store.hand_back(uuids), STORE_CALL_S)
+                return
+            except Exception:
+                if time.monotonic() >= deadline:  # they run again when their leases run out
+                    logger.warning("could not hand back %s invocations", len(uuids), exc_info=True)
+                    return
+            await asyncio.sleep(1.0)
 
     async def _adopt_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.adopt()
             except Exception:  # the Store restarting: the next round may reach it
                 logger.warning("could not adopt invocations", exc_info=True)
-            await asyncio.sleep(ADOPT_INTERVAL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), ADOPT_INTERVAL_S)
 
     async def adopt(self) -> int:
         """Run again the invocations whose Planner was lost (it died, or the server stopped), from
@@ -116,9 +207,7 @@ class Planner:
                 await self._store.fail(uuid, UNSTORED)
                 continue
             logger.info("invocation %s runs again: its planner was lost", uuid)
-            task = asyncio.get_running_loop().create_task(self.run(uuid, job.plan, job.turn))
-            self._adopted.add(task)
-            task.add_done_callback(self._adopted.discard)
+            await self._take(uuid, job.plan, job.turn)
         return len(uuids)
 
     async def _renew_leases(self) -> None:
@@ -134,15 +223,12 @@ class Planner:
 
     async def _run(self, uuid: str, plan: Plan, turn: Turn) -> str:
         job = asyncio.ensure_future(self._execute(uuid, plan, turn))
-        # The first step is sent before the watch for a cancel: the job is waited for, the watch not.
-        await asyncio.sleep(0)
-        watch = self._store_handle.stopped.remote(uuid)
-        stopped = asyncio.ensure_future(watch)
+        stopped = None
         try:
+            # The first step is sent before the watch for a cancel: the job is waited for, the watch not.
+            await asyncio.sleep(0)
+            stopped = asyncio.ensure_future(self._stopped(uuid))
             await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not job.done() and stopped.exception() is not None:
-                logger.warning("invocation %s: cannot watch for a cancel: %s", uuid, stopped.exception())
-                await asyncio.wait({job})
             if not job.done():
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -159,8 +245,23 @@ class Planner:
             logger.exception("invocation %s failed", uuid)
             await self._store.fail(uuid, UNEXPECTED, plan.to_dict())
         finally:
-            watch.cancel()
+            if stopped is not None:
+                stopped.cancel()
+            if not job.done():  # handed back (this task was cancelled): the job stops with it
+                job.cancel()
+                await asyncio.wait({job})
         return "error"
+
+    async def _stopped(self, uuid: str) -> None:
+        """Return once the invocation was cancelled or deleted (or ended), watched through restarts
+        of the Store."""
+        while True:
+            try:
+                if await self._store.stopped(uuid, WATCH_S):
+                    return
+            except Exception as error:  # the Store is being replaced: watch its successor
+                logger.warning("invocation %s: cannot watch for a cancel (%s); trying again", uuid, error)
+                await asyncio.sleep(1.0)
 
     async def _execute(self, uuid: str, plan: Plan, turn: Turn) -> str:
         unrecorded = [plan.to_dict()]  # goes with the first progress write (and with the last word)
@@ -237,6 +338,7 @@ class Planner:
         try:
             async for event in events:
                 if isinstance(event, Started):
+                    self._started.add(job.uuid)
                     writer.update(done, done + total + remaining)
                 elif isinstance(event, Progress):
                     total = event.total
@@ -297,6 +399,31 @@ class Planner:
             names.append(image_name(uuid, index))
             write_png(self._storage, IMAGES, names[-1], image, text)
         return names
+
+
+async def _within(task: asyncio.Task[Any], seconds: float) -> None:
+    """Wait for ``task`` up to ``seconds``, then cancel it."""
+    await asyncio.wait({task}, timeout=seconds)
+    task.cancel()
+
+
+async def _app_deleted() -> None:
+    """Return once this replica's whole application is being deleted; never while it is being
+    replaced or scaled down (its status, read every second, is then DEPLOYING or RUNNING)."""
+    app = serve.get_replica_context().app_name
+
+    def deleting() -> bool:
+        status = serve.status().applications.get(app)
+        return status is None or status.status == "DELETING"
+
+    while True:
+        try:
+            if await asyncio.to_thread(deleting):
+                logger.warning("the application is being deleted: every job goes back to the queue")
+                return
+        except Exception:  # the controller is busy; the next read may answer
+            logger.debug("could not read the application's status", exc_info=True)
+        await asyncio.sleep(1.0)
 
 
 def _own_actor() -> Any:

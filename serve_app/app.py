@@ -13,7 +13,7 @@ from ray.serve import Application, Deployment
 
 from deployments.base import Base, Inpainter, Refiner
 from deployments.downloads import Downloads
-from deployments.planner import Planner
+from deployments.planner import GRACEFUL_SHUTDOWN_S, HAND_BACK_MARGIN_S, Planner
 from deployments.upscaler import Upscaler
 from serve_app import __version__
 from serve_app.config import AppArgs
@@ -55,9 +55,12 @@ def bind_app(args: AppArgs, role_deployments: Mapping[str, Deployment], role_arg
         name: deployment.options(**getattr(args, name).deployment_options(_MODEL_ENV)).bind(*role_args)
         for name, deployment in role_deployments.items()
     }
+    # A stopping Planner lets the jobs on a role run on until shortly before Serve would kill it.
+    grace = args.planner.graceful_shutdown_timeout_s
     planner = Planner.options(**args.planner.deployment_options()).bind(
-        store, roles, data_dir, __version__, args.model_affinity, storage_url=args.storage_url
-    )
+        store, roles, data_dir, __version__, args.model_affinity, storage_url=args.storage_url,
+        finish_within_s=max(0.0, (GRACEFUL_SHUTDOWN_S if grace is None else grace) - HAND_BACK_MARGIN_S),
+    )  # fmt: skip
     downloads = Downloads.options(**args.downloads.deployment_options()).bind(
         data_dir, args.max_download_bytes, storage_url=args.storage_url
     )

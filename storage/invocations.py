@@ -4,10 +4,10 @@ Metadata only: image files are written by the Planner and read by the ingress; t
 records their names and says who may read them. Live progress is held in memory (it changes
 several times a second); everything else is in DuckDB and survives a restart.
 
-Work is not lost with a Planner: an invocation whose Planner stopped renewing its lease, or that
-was unfinished when the server stopped, goes back to the queue without a lease, and a Planner
-adopts it (``adopt``) and runs its stored plan again from the first step, until it has started
-``max_invocation_attempts`` times.
+Work is not lost with a Planner: an invocation whose Planner stopped renewing its lease or handed
+it back as it stopped, or that was unfinished when the server stopped, goes back to the queue
+without a lease, and a Planner adopts it (``adopt``) and runs its stored plan again from the first
+step, until it has started ``max_invocation_attempts`` times.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class Invocations:
         intermediates: list[str] | None = None,
     ) -> bool:  # fmt: skip
         """Where a job stands (and its latest intermediate images); False once it is no longer
-        active. The first report marks it processing and records its ``plan``."""
+        active. The first report of a run marks it processing and records its ``plan``: a report
+        without one continues a run this Store did not see begin (it was restarted meanwhile), so
+        it does not count as another attempt."""
         with self._lock:
             live = self._live.get(uuid)
             if live is None:
@@ -96,7 +98,7 @@ class Invocations:
                     return False
                 live = self._live[uuid] = LiveProgress(step=step, total=total, started=utcnow())
                 self._dequeue(uuid)  # started: out of the queue, still leased
-                attempts = self._db.invocation(uuid)["attempts"] + 1  # type: ignore[index]
+                attempts = self._db.invocation(uuid)["attempts"] + (1 if plan else 0)  # type: ignore[index]
                 self._db.update_invocation(
                     uuid, status="processing", started=live.started, attempts=attempts,
                     **({"plan": plan} if plan else {}),
@@ -155,16 +157,27 @@ class Invocations:
                 self._leases.grant(uuid, LEASE_S)
         return orphans
 
+    def hand_back(self, uuids: list[str]) -> None:
+        """Queue again, unleased, the invocations a stopping Planner gives up (as a lost Planner's
+        are when their leases run out, without the wait): a Planner adopts them."""
+        for uuid in uuids:
+            self._requeue(uuid)
+
     def fail(self, uuid: str, message: str, plan: dict[str, Any] | None = None) -> None:
         self._end(uuid, "error", error=message, plan=plan)
 
-    async def stopped(self, uuid: str) -> None:
-        """Return once the invocation is no longer active (cancelled, deleted, or ended)."""
+    async def stopped(self, uuid: str, timeout: float) -> bool:
+        """True once the invocation is no longer active (cancelled, deleted, or ended); False when
+        it still is after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         while True:
             version = self._changes.version(uuid)
             if not self._active(uuid):
-                return
-            await self._changes.wait(uuid, version)
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await self._changes.wait(uuid, version, left)
 
     # the caller's side
 

@@ -362,8 +362,14 @@ class StoreService:
         """Invocations whose Planner was lost, now leased to the caller to run again."""
         return self.invocations.adopt(limit)
 
-    async def stopped(self, uuid: str) -> None:
-        await self.invocations.stopped(uuid)
+    def hand_back(self, uuids: list[str]) -> None:
+        """A stopping Planner's unfinished invocations, queued again for another to adopt."""
+        self.invocations.hand_back(uuids)
+
+    async def stopped(self, uuid: str, timeout: float) -> bool:
+        """A long poll, answered within ``timeout`` seconds: a Store asked to stop waits for the
+        calls under way, and an endless one would hold it (and its DuckDB file) until Serve kills it."""
+        return await self.invocations.stopped(uuid, timeout)
 
 
 Store = serve.deployment(

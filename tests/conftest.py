@@ -114,6 +114,7 @@ def serve_locally(
     with TestClient(create_api(services)) as client:
         client.store = store  # type: ignore[attr-defined]
         client.role = role  # type: ignore[attr-defined]
+        client.planner = planner  # type: ignore[attr-defined]
         yield client
     store.close()
 

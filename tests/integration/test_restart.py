@@ -70,8 +70,9 @@ def test_a_restart_keeps_history_and_runs_what_was_unfinished(ray_serve: str, tm
 
 def test_a_redeploy_with_a_changed_option_ends_every_job_completed(ray_serve: str, tmp_path: Path) -> None:
     """`serve deploy` of a changed config while one job runs and two wait: the Planner and Base
-    replicas are replaced (Serve lets the old ones finish within their graceful shutdown time, then
-    stops them); every job ends completed, the running one's image as an undisturbed run makes it."""
+    replicas are replaced. The old Planner hands the two waiting jobs back at once (the new one
+    adopts them) and lets the running one finish on the old Base: every job ends completed, each
+    run once, the running one's image as an undisturbed run makes it."""
     from ray import serve
 
     from deployments.demo import write_demo_checkpoint
@@ -101,6 +102,7 @@ def test_a_redeploy_with_a_changed_option_ends_every_job_completed(ray_serve: st
             ended = {uuid: _finished(http, uuid) for uuid in (running, *waiting)}
             for status in ended.values():
                 assert status["status"] == "completed" and len(status["images"]) == 1, status
+                assert status["attempts"] == 1, status
             undisturbed = _finished(http, _invoke(http, **SLOW, seed=1)["uuid"])
             pixels = [
                 Image.open(io.BytesIO(http.get("/api/invocation/" + status["images"][0]).content)).tobytes()

@@ -25,6 +25,8 @@ from storage.store import StoreService
 
 OWNER, OTHER = Caller(1, "owner", admin=False), Caller(2, "other", admin=False)
 ADMIN = None  # with auth off, any caller (no token) acts as the admin
+# The plan a Planner sends with the first progress report of each run of a job.
+RUN = {"steps": []}
 
 
 @pytest.fixture
@@ -150,14 +152,15 @@ def test_a_watcher_learns_of_a_cancel_at_once(invocations: Invocations) -> None:
     uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
 
     async def watch_then_cancel() -> None:
-        watcher = asyncio.ensure_future(invocations.stopped(uuid))
+        assert await invocations.stopped(uuid, 0.05) is False  # the long poll's end: still active
+        watcher = asyncio.ensure_future(invocations.stopped(uuid, 30))
         await asyncio.sleep(0.05)
         assert not watcher.done()
         await asyncio.to_thread(invocations.cancel, uuid, OWNER)  # as the Store's thread pool would
-        await asyncio.wait_for(watcher, timeout=1)
+        assert await asyncio.wait_for(watcher, timeout=1) is True
 
     asyncio.run(watch_then_cancel())
-    asyncio.run(asyncio.wait_for(invocations.stopped(uuid), timeout=1))  # already over: returns at once
+    assert asyncio.run(asyncio.wait_for(invocations.stopped(uuid, 30), timeout=1))  # already over: at once
 
 
 def test_delete_removes_record_and_files(invocations: Invocations, tmp_path: Path) -> None:
@@ -187,7 +190,7 @@ def test_status_survives_a_restart_and_unfinished_work_is_queued_again(tmp_path:
     done = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     invocations.complete(done, [f"{done}_0.png"], 1)
     running = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
-    invocations.progress(running, 1, 4)
+    invocations.progress(running, 1, 4, RUN)
     queued = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     assert invocations.adopt(10) == []  # every one still leased to the Planner it went to
     db.close()
@@ -204,7 +207,7 @@ def test_status_survives_a_restart_and_unfinished_work_is_queued_again(tmp_path:
     # Then no Planner holds them: the first to ask adopts both, oldest first; nobody else gets them.
     assert restarted.adopt(10) == [running, queued]
     assert restarted.adopt(10) == []
-    restarted.progress(running, 1, 4)
+    restarted.progress(running, 1, 4, RUN)
     assert restarted.status(running, OWNER)["attempts"] == 2
     db.close()
 
@@ -215,12 +218,16 @@ def test_a_planner_still_running_a_job_keeps_it_through_a_store_restart(tmp_path
     clock = [0.0]
     db, invocations = _restarted(tmp_path, clock)
     uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
-    invocations.progress(uuid, 1, 4)
+    invocations.progress(uuid, 1, 4, RUN)
     db.close()
     db, restarted = _restarted(tmp_path, clock)
     restarted.renew([uuid])
     clock[0] += RESTART_GRACE_S + 1
     assert restarted.expire() == 0 and restarted.adopt(10) == []  # it is held: not run twice
+    # Its next report (without a plan: the run goes on) makes it processing again, not a new attempt.
+    assert restarted.progress(uuid, 2, 4)
+    status = restarted.status(uuid, OWNER)
+    assert (status["status"], status["step"], status["attempts"]) == ("processing", 2, 1)
     assert restarted.complete(uuid, [f"{uuid}_0.png"], 4)
     db.close()
 
@@ -233,7 +240,7 @@ def test_an_invocation_that_keeps_losing_its_planner_ends_after_the_last_attempt
     db.write_settings(db._connection, {"max_invocation_attempts": 2})  # noqa: SLF001 - a test's setup
     uuid = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     for attempt in (1, 2):
-        invocations.progress(uuid, 1, 4)
+        invocations.progress(uuid, 1, 4, RUN)
         db.close()
         db, invocations = _restarted(tmp_path, clock)
         status = invocations.status(uuid, OWNER)
@@ -263,7 +270,7 @@ def test_an_invocation_whose_planner_stopped_renewing_is_queued_again(tmp_path: 
     invocations = Invocations(db, SharedStorage.from_url(tmp_path), Leases(lambda: clock[0]))
     held = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
     lost = invocations.admit(OWNER.id, {}, limit=4)["uuid"]
-    invocations.progress(held, 1, 10)
+    invocations.progress(held, 1, 10, RUN)
     clock[0] = ADMISSION_GRACE_S - 1
     invocations.renew([held])  # the Planner still holds this one; the other's died before it started
     assert invocations.expire() == 0 and invocations.adopt(4) == []
