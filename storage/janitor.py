@@ -3,8 +3,9 @@
 Swept every few minutes by the Store: intermediate images older than a configurable age (the
 Planner removes its own when a job ends; these are a dead Planner's), output images that no
 invocation record names (a job whose record was deleted or never completed), half-written
-files left by a crash, and completed records whose image files were removed by hand (their
-names are dropped, so the status never lists a file that answers 404).
+files left by a crash, completed records whose image files were removed by hand (their names
+are dropped, so the status never lists a file that answers 404), and input images no stored job
+names any more (deployments/jobs.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import time
 from dataclasses import dataclass
 
 from storage.images import FLAGGED, IMAGE_NAME
+from storage.job_files import unpack
 from storage.metadata import Metadata
-from storage.shared import IMAGES, INTERMEDIATES, SharedStorage
+from storage.model_folders import missing
+from storage.shared import IMAGES, INPUTS, INTERMEDIATES, JOBS, SharedStorage
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Swept:
     orphans: int = 0
     partial: int = 0
     records: int = 0
+    inputs: int = 0
 
 
 def sweep(storage: SharedStorage, db: Metadata, intermediate_age_s: float, now: float | None = None) -> Swept:
@@ -57,6 +61,27 @@ def sweep(storage: SharedStorage, db: Metadata, intermediate_age_s: float, now: 
         if present != names:
             db.update_invocation(uuid, images=present, outputs=len(present))
             swept.records += 1
+    swept.inputs = _sweep_inputs(storage, now)
     if swept != Swept():
         logger.info("swept %s", swept)
     return swept
+
+
+def _sweep_inputs(storage: SharedStorage, now: float) -> int:
+    """Remove the input images no job names. The jobs are read first, then the inputs listed: a
+    job saved meanwhile wrote its inputs again, so they are young, and kept."""
+    named: set[str] = set()
+    for entry in storage.files(JOBS):
+        if entry.name.startswith("."):  # a job being written
+            continue
+        try:
+            named |= unpack(storage.read(JOBS, entry.name))[0]
+        except OSError as error:  # it ended meanwhile
+            if not missing(error):
+                raise
+    removed = 0
+    for entry in storage.files(INPUTS):
+        if entry.name not in named and now - entry.mtime > GRACE_S:
+            storage.remove(INPUTS, entry.name)
+            removed += 1
+    return removed

@@ -33,9 +33,10 @@ from storage.files import DataPaths
 from storage.model_folders import MODEL_KINDS, entries, inside, missing
 
 IMAGES, INTERMEDIATES, SAFETY = "images", "intermediates", "safety"
-# What an admitted invocation needs to run (again): its plan with its input images (deployments/jobs.py).
-JOBS = "jobs"
-FOLDERS = (IMAGES, INTERMEDIATES, SAFETY, JOBS, *MODEL_KINDS)
+# What an admitted invocation needs to run (again): its plan, and its input images, each stored
+# once under the hash of its bytes (deployments/jobs.py).
+JOBS, INPUTS = "jobs", "inputs"
+FOLDERS = (IMAGES, INTERMEDIATES, SAFETY, JOBS, INPUTS, *MODEL_KINDS)
 CHUNK_BYTES = 1 << 20
 
 
@@ -79,7 +80,7 @@ class SharedStorage:
         return inside(self.folder(folder), name)
 
     def ensure(self) -> SharedStorage:
-        for folder in (IMAGES, INTERMEDIATES, JOBS, *MODEL_KINDS):
+        for folder in (IMAGES, INTERMEDIATES, JOBS, INPUTS, *MODEL_KINDS):
             self.fs.makedirs(self.folder(folder), exist_ok=True)
         return self
 
