@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import wait_for
+from tests.images import data_uri, gradient
 from tests.integration.test_serve_http import FINISHED, _finished, _invoke
 
 pytestmark = pytest.mark.integration
@@ -68,8 +69,10 @@ def test_a_job_whose_planner_died_stops_on_its_role(http: httpx.Client) -> None:
 
 
 def test_the_planner_killed_mid_job_runs_it_again_to_the_same_image(http: httpx.Client) -> None:
-    undisturbed = _finished(http, _invoke(http, **LONG)["uuid"])
-    uuid = _invoke(http, **LONG)["uuid"]
+    # From an image: the Planner that adopts the job reads it back from the storage's inputs.
+    request = {**LONG, "image": data_uri(gradient(256, 256)), "strength": 0.9}
+    undisturbed = _finished(http, _invoke(http, **request)["uuid"])
+    uuid = _invoke(http, **request)["uuid"]
     running(http, uuid)
     kill_replica("Planner")
     killed = time.monotonic()
