@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 import ray.autoscaler
 import yaml
 from ray.serve.schema import ServeDeploySchema
@@ -22,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _serve_config() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "serve_app" / "serve_config.yaml").read_text())
+
+
+def _rayservice() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "serve_app" / "rayservice.yaml").read_text())
 
 
 def _cluster() -> dict[str, Any]:
@@ -108,3 +113,55 @@ def test_the_dashboard_plots_only_metrics_the_app_records() -> None:
     recorded = set(re.findall(r'"(enfugue_\w+)"', (ROOT / "serve_app" / "metrics.py").read_text()))
     assert plotted == recorded, plotted ^ recorded
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema refusing fields it does not name, as ``kubectl apply --validate=strict`` does
+    (the API server would drop them silently: a misspelt field would be lost)."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {key: _strict(value) for key, value in schema.items()}
+    closed = "properties" in schema and "additionalProperties" not in schema
+    if closed and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
+    return strict
+
+
+def test_the_rayservice_manifest_validates_against_kuberays_crd() -> None:
+    manifest = _rayservice()
+    crd = yaml.safe_load((ROOT / "tests" / "data" / "ray.io_rayservices.yaml").read_text())
+    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == ("ray.io", manifest["kind"])
+    (version,) = [v for v in crd["spec"]["versions"] if f"ray.io/{v['name']}" == manifest["apiVersion"]]
+    validator = jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+    validator.validate(manifest)
+    misspelt = copy.deepcopy(manifest)
+    misspelt["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["minReplica"] = 0
+    with pytest.raises(jsonschema.ValidationError, match="minReplica"):
+        validator.validate(misspelt)
+
+
+def test_the_rayservice_deploys_the_serve_config_on_a_cpu_head_and_gpu_workers_from_zero() -> None:
+    manifest = _rayservice()
+    embedded = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    assert embedded == _serve_config()  # the same application, options and all
+    ServeDeploySchema(**embedded)
+    cluster = manifest["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == ray.__version__ and cluster["enableInTreeAutoscaling"] is True
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "0"
+    assert json.loads(json.loads(head["rayStartParams"]["resources"])) == {"enfugue_head": 1}
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert {"containerPort": embedded["http_options"]["port"], "name": "serve"} in head_container["ports"]
+    (workers,) = cluster["workerGroupSpecs"]
+    assert (workers["replicas"], workers["minReplicas"]) == (0, 0)
+    (worker,) = workers["template"]["spec"]["containers"]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    (application,) = embedded["applications"]
+    accelerator = application["args"]["base"]["accelerator_type"]
+    assert json.loads(json.loads(workers["rayStartParams"]["resources"])) == {f"accelerator_type:{accelerator}": 1}
+    data_dir = application["args"]["data_dir"]
+    for spec in (head["template"]["spec"], workers["template"]["spec"]):
+        (container,) = spec["containers"]
+        assert {"name": "enfugue-data", "mountPath": data_dir} in container["volumeMounts"]
