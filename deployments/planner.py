@@ -72,7 +72,9 @@ class _Job:
 
 @serve.deployment(
     max_ongoing_requests=1000,
-    health_check_period_s=30,
+    # Serve notices a dead replica by its health check (or sooner): a lone Planner that died is
+    # replaced within about this long, and until then no new job starts.
+    health_check_period_s=10,
     graceful_shutdown_timeout_s=GRACEFUL_SHUTDOWN_S,
     logging_config=QUIET,
 )

@@ -59,8 +59,9 @@ def test_a_job_whose_planner_died_stops_on_its_role(http: httpx.Client) -> None:
     running(http, uuid)
     kill_replica("Planner")
     killed = time.monotonic()
-    # Base stops the dead Planner's job at its next check (1 s): a job sent now does not wait
-    # out the rest of the 800 steps behind it. (It runs again once its lease runs out: cancelled here.)
+    # Base stops the dead Planner's job at its next check (1 s): a job sent now waits for Serve to
+    # replace the Planner (its health check: 10 s), not for the rest of the 800 steps behind it.
+    # (The long job runs again once its lease runs out: cancelled here.)
     quick = _finished(http, _invoke(http, **QUICK)["uuid"])
     waited = time.monotonic() - killed
     http.post(f"/api/invocation/{uuid}/cancel")
