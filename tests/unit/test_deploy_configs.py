@@ -60,6 +60,9 @@ def test_serve_config_options_reach_the_deployments(tmp_path: Path) -> None:
     for name in ("Ingress", "Store", "Planner", "Downloads"):
         assert deployments[name].ray_actor_options["resources"] == {"enfugue_head": 0.01}
     assert deployments["Store"]._deployment_config.num_replicas == 1
+    # A replaced Planner may let its jobs on a model role finish as long as the roles may.
+    assert deployments["Planner"]._deployment_config.graceful_shutdown_timeout_s == 600
+    assert deployments["Planner"].init_kwargs["finish_within_s"] == 590  # 10 s kept to hand the rest back
     assert deployments["Ingress"]._deployment_config.num_replicas == 2
 
 
