@@ -120,6 +120,8 @@ class Planner:
         await self._take(uuid, plan, turn)
 
     async def _take(self, uuid: str, plan: Plan, turn: Turn) -> None:
+        if uuid in self._jobs:  # adopted here while its first hand-over was late (a Planner's restart)
+            return
         if self._stopping.is_set():  # reached this replica as it began to stop
             await self._give_back([uuid], STORE_PATIENCE_S)
             return

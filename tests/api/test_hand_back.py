@@ -69,3 +69,18 @@ def test_a_planner_stopping_with_its_application_gives_back_every_job_and_its_ro
         late = invoke(client, SMALL)["uuid"]
         wait_for(lambda: client.store.adopt(10), lambda adopted: adopted == [late], timeout=5)
         assert client.planner._jobs == {} and _status(client, late)["status"] == "queued"
+
+
+def test_a_job_handed_to_a_planner_that_already_runs_it_runs_once(data_dir: Path) -> None:
+    from deployments.jobs import load_job
+    from storage.shared import shared_storage
+
+    with serve_locally(data_dir, role=FakeRole(step_seconds=0.05)) as client:
+        uuid = invoke(client, {**SMALL, "num_inference_steps": 40})["uuid"]
+        wait_for(lambda: _status(client, uuid), lambda s: (s["step"] or 0) >= 2)
+        # Its first hand-over came late (adopted meanwhile, after a Planner's restart).
+        job = load_job(shared_storage(data_dir, None), uuid)
+        client.portal.call(client.planner.run, uuid, job.plan, job.turn)
+        status = finished(client, uuid)
+        assert status["status"] == "completed" and status["attempts"] == 1, status
+        assert len(client.role.steps) == 1
