@@ -31,7 +31,7 @@ def _running_and_waiting(client: TestClient, steps: int) -> tuple[str, str]:
 
 def test_a_replaced_planner_gives_back_waiting_jobs_at_once_and_finishes_the_running_one(data_dir: Path) -> None:
     with serve_locally(data_dir, role=FakeRole(step_seconds=0.05)) as client:
-        running, waiting = _running_and_waiting(client, steps=60)  # 3 s on the role
+        running, waiting = _running_and_waiting(client, steps=200)  # 10 s on the role
         stopping = threading.Thread(target=client.portal.call, args=(client.planner.hand_back, 60.0))
         stopping.start()
         # Given back while the running job runs on: unleased, so any Planner adopts it (this
