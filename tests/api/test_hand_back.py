@@ -76,7 +76,7 @@ def test_a_job_handed_to_a_planner_that_already_runs_it_runs_once(data_dir: Path
     from storage.shared import shared_storage
 
     with serve_locally(data_dir, role=FakeRole(step_seconds=0.05)) as client:
-        uuid = invoke(client, {**SMALL, "num_inference_steps": 40})["uuid"]
+        uuid = invoke(client, {**SMALL, "num_inference_steps": 200})["uuid"]  # 10 s on the role
         wait_for(lambda: _status(client, uuid), lambda s: (s["step"] or 0) >= 2)
         # Its first hand-over came late (adopted meanwhile, after a Planner's restart).
         job = load_job(shared_storage(data_dir, None), uuid)
