@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test lint bench fuzz fuzz-invoke clean
+.PHONY: serve test browser lint bench fuzz fuzz-invoke clean
 
 # constraints.txt pins what CI tested (diffusers internals are relied on); see its header.
 $(INSTALLED): pyproject.toml constraints.txt
@@ -15,9 +15,23 @@ $(INSTALLED): pyproject.toml constraints.txt
 serve: $(INSTALLED)
 	$(VENV)/bin/enfugue-serve run $(ARGS)
 
+# The browser tier's headless Chromium and its driver, from Debian's packages, where this machine
+# may install them (as root or with password-less sudo); tests/browser skips, saying why, without.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=no; fi; \
+	  if [ "$$sudo" = no ] || ! command -v apt-get >/dev/null; then \
+	    echo "chromium: cannot install it here (needs apt-get as root); the browser tests will skip"; \
+	  else \
+	    echo "installing chromium and chromium-driver for the browser tests"; \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null || echo "chromium: install failed; the browser tests will skip"; \
+	  fi; \
+	fi
+
 # Without PYTEST_ARGS: the API tier first, with torch unimportable (the ingress, the Store, the
 # Planner and the fake role need none of it), then every other tier.
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 ifeq ($(strip $(PYTEST_ARGS)),)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -p tests.no_torch tests/api

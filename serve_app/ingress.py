@@ -16,7 +16,18 @@ from serve_app.envelope import error_response, install_error_handlers
 from serve_app.errors import PayloadTooLargeError
 from serve_app.openapi import describe
 from serve_app.remote import Remote
-from serve_app.routes import downloads, events, files, invocations, login, models, settings, system, users
+from serve_app.routes import (
+    console,
+    downloads,
+    events,
+    files,
+    invocations,
+    login,
+    models,
+    settings,
+    system,
+    users,
+)
 
 
 class BodyLimit:
@@ -54,7 +65,7 @@ def create_api(services: Services) -> FastAPI:
     api = FastAPI(title="enfugue-serve", version=services.version, docs_url="/api/docs", redoc_url=None)
     api.state.services = services
     install_error_handlers(api)
-    for module in (system, login, settings, users, models, files, invocations, events, downloads):
+    for module in (system, login, settings, users, models, files, invocations, events, downloads, console):
         api.include_router(module.router)
     describe(api)
     api.add_middleware(BodyLimit, limit=services.args.max_body_bytes)

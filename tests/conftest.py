@@ -8,9 +8,12 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +70,31 @@ def wait_for(poll: Callable[[], Any], done: Callable[[Any], bool], timeout: floa
         time.sleep(0.02)
 
 
-@contextmanager
-def serve_locally(
+@dataclass
+class LocalServices:
+    """The app's services wired in-process, and the objects behind them that tests look at."""
+
+    services: Any
+    store: Any
+    role: Any
+    planner: Any
+
+
+def local_services(
     data_dir: Path,
     role: Any = None,
     max_download_bytes: int | None = None,
     roles: dict[str, Any] | None = None,
     storage_url: str | None = None,
     **store_options: Any,
-) -> Iterator[Any]:
-    """The real FastAPI app, Store and Planner wired in-process (no Ray) to ``role`` for every
+) -> LocalServices:
+    """The real Store, Planner and Downloads wired in-process (no Ray) to ``role`` for every
     role name (the fake role unless given: see tests/fake_role.py), or to ``roles`` by name;
     images and model folders in ``storage_url`` when given, else in ``data_dir``."""
-    from fastapi.testclient import TestClient
-
     from deployments.downloads import Downloads
     from deployments.planner import Planner
     from serve_app.config import AppArgs
     from serve_app.dependencies import Services
-    from serve_app.ingress import create_api
     from serve_app.remote import Remote
     from storage.store import Store
     from tests.fake_role import FakeRole
@@ -111,12 +120,47 @@ def serve_locally(
         args=AppArgs(data_dir=data_dir, storage_url=storage_url, max_body_bytes=2 * 1024 * 1024),
         version="test",
     )
-    with TestClient(create_api(services)) as client:
-        client.store = store  # type: ignore[attr-defined]
-        client.role = role  # type: ignore[attr-defined]
-        client.planner = planner  # type: ignore[attr-defined]
+    return LocalServices(services, store, role, planner)
+
+
+@contextmanager
+def serve_locally(data_dir: Path, role: Any = None, **options: Any) -> Iterator[Any]:
+    """The real FastAPI app on ``local_services(data_dir, role, **options)``, as a TestClient
+    (``client.store``, ``client.role``, ``client.planner``: the objects behind it)."""
+    from fastapi.testclient import TestClient
+
+    from serve_app.ingress import create_api
+
+    local = local_services(data_dir, role, **options)
+    with TestClient(create_api(local.services)) as client:
+        client.store = local.store  # type: ignore[attr-defined]
+        client.role = local.role  # type: ignore[attr-defined]
+        client.planner = local.planner  # type: ignore[attr-defined]
         yield client
-    store.close()
+    local.store.close()
+
+
+@contextmanager
+def serve_over_http(data_dir: Path, role: Any = None, **options: Any) -> Iterator[tuple[str, LocalServices]]:
+    """The same app served by uvicorn on a free port of 127.0.0.1, in a thread: (its URL, what is behind it)."""
+    import uvicorn
+
+    from serve_app.ingress import create_api
+
+    local = local_services(data_dir, role, **options)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_api(local.services), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, bool, timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}", local
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        local.store.close()
 
 
 @pytest.fixture

@@ -8,16 +8,12 @@ The server is the real ingress and Store with the fake model role, in this proce
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, assume, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
@@ -25,6 +21,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 from serve_app.config import AppArgs
 from serve_app.dependencies import Services
 from serve_app.ingress import create_api
+from tests.conftest import serve_over_http
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 # Another server to fuzz instead of the one this module starts (bench/fuzz_under_load.py).
@@ -49,47 +46,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
 
 
 def _in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
-    from deployments.downloads import Downloads
-    from deployments.planner import Planner
-    from serve_app.remote import Remote
     from storage.files import DataPaths
-    from storage.store import Store
     from tests.fake_role import DEMO_NAME, FakeRole, write_fake_checkpoint
-    from tests.local_handles import LocalHandle, LocalRole
 
     paths = DataPaths(tmp_path_factory.mktemp("fuzz")).ensure()
     write_fake_checkpoint(paths.models("checkpoint") / DEMO_NAME)
-    store = Store.func_or_class(str(paths.root), "fuzz")
-    store_handle = LocalHandle(store)
-    role = FakeRole(step_seconds=0, checkpoints=paths.models("checkpoint"))
-    planner = Planner.func_or_class(
-        store_handle,
-        {name: LocalHandle(LocalRole(role)) for name in ("base", "inpainter", "refiner")},
-        str(paths.root),
-        "fuzz",
-    )
-    services = Services(
-        store=Remote(store_handle), planner=LocalHandle(planner),
-        downloads=Remote(LocalHandle(Downloads.func_or_class(str(paths.root)))),
-        args=AppArgs(data_dir=paths.root, max_body_bytes=2 * 1024 * 1024), version="fuzz",
-    )  # fmt: skip
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_api(services), host="127.0.0.1", port=port, log_level="error")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield url, store
-    finally:
-        running.should_exit = True
-        thread.join(timeout=30)
-        store.close()
+    with serve_over_http(paths.root, FakeRole(step_seconds=0, checkpoints=paths.models("checkpoint"))) as (url, local):
+        yield url, local.store
 
 
 @schema.parametrize()

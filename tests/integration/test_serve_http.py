@@ -80,6 +80,15 @@ def test_bad_input_is_a_400_and_the_server_keeps_serving(http: httpx.Client) -> 
     assert http.get("/api").status_code == 200
 
 
+def test_the_console_is_served_at_the_root_with_its_files(http: httpx.Client) -> None:
+    page = http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/console/console.js", "/console/console.css"):
+        assert asset in page.text
+        assert http.get(asset).status_code == 200
+
+
 def test_cancel_closes_the_role_stream_and_the_queued_job_starts(http: httpx.Client) -> None:
     long = _invoke(http, prompt="long", width=256, height=256, num_inference_steps=400, seed=1, chunking_size=0)["uuid"]
     seen = wait_for(lambda: http.get(f"/api/invocation/{long}").json()["data"], lambda s: (s["step"] or 0) >= 2)
