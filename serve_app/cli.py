@@ -8,18 +8,24 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from types import FrameType
 
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import ValidationError
+
 from serve_app.config import AppArgs, default_data_dir
-from storage.files import DataPaths, list_models
+from storage.files import DataPaths
+from storage.shared import SharedStorage, shared_storage
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 45554
 APP_NAME = "enfugue"
+CHECKPOINT = "checkpoint"
 # Read here, once: the default user's first password, kept out of the process list.
 INITIAL_PASSWORD_VARIABLE = "ENFUGUE_SERVE_INITIAL_PASSWORD"
 # Serve's controller restarts an HTTP proxy that misses three health checks of 10 s each. On a
@@ -35,14 +41,20 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
-def ensure_a_checkpoint(paths: DataPaths) -> None:
-    """A fresh data folder gets a tiny random demo checkpoint, so the first invoke completes."""
-    folder = paths.models("checkpoint")
-    if list_models(folder):
+def ensure_a_checkpoint(storage: SharedStorage) -> None:
+    """A fresh storage gets a tiny random demo checkpoint, so the first invoke completes."""
+    if storage.list_models(CHECKPOINT):
         return
     from deployments.demo import write_demo_checkpoint  # torch: only when a demo is needed
 
-    demo = write_demo_checkpoint(folder)
+    folder = storage.fs.unstrip_protocol(storage.folder(CHECKPOINT))
+    if isinstance(storage.fs, LocalFileSystem):
+        demo = str(write_demo_checkpoint(Path(storage.folder(CHECKPOINT))))
+    else:  # written here, then uploaded whole
+        with tempfile.TemporaryDirectory() as scratch:
+            written = write_demo_checkpoint(Path(scratch))
+            storage.fs.put(str(written), storage.path(CHECKPOINT, written.name), recursive=True)
+        demo = storage.fs.unstrip_protocol(storage.path(CHECKPOINT, written.name))
     _say(
         f"No checkpoint was found, so a tiny random-weight demo was written to {demo}.\n"
         "Its images are noise. To generate real images, put a Stable Diffusion checkpoint\n"
@@ -52,7 +64,8 @@ def ensure_a_checkpoint(paths: DataPaths) -> None:
     )
 
 
-def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> int:
+def serve_forever(host: str, port: int, args: AppArgs) -> int:
+    """Serve the app of ``args`` (its data folder, storage and auth; its roles as this machine has them)."""
     import ray
     from ray import serve
 
@@ -60,8 +73,8 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
     from serve_app.local_ray import start_local_ray
 
     started = time.monotonic()
-    paths = DataPaths(data_dir).ensure()
-    ensure_a_checkpoint(paths)
+    paths = DataPaths(args.data_dir).ensure()
+    ensure_a_checkpoint(shared_storage(paths.root, args.storage_url).ensure())
     # Joins the cluster in RAY_ADDRESS when it is set, else starts a local one.
     joined = os.environ.get("RAY_ADDRESS")
     if joined:
@@ -78,11 +91,11 @@ def serve_forever(host: str, port: int, data_dir: Path, auth: bool | None) -> in
         if not stop.is_set():
             serve.start(http_options={"host": host, "port": port})
         if not stop.is_set():
-            args = AppArgs(data_dir=paths.root, auth=auth, initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE))
             args = with_local_gpus(args, 0 if joined else ray.cluster_resources().get("GPU", 0))
             serve.run(build_app(args), name=APP_NAME, route_prefix="/")
             _say(f"enfugue-serve is ready at http://{host}:{port}/api (started in {time.monotonic() - started:.1f} s)")
-            _say(f"Data folder: {paths.root}. Press Ctrl+C to stop.")
+            _say(f"Data folder: {paths.root}{f'; storage: {args.storage_url}' if args.storage_url else ''}.")
+            _say("Press Ctrl+C to stop.")
         stop.wait()
         _say("Shutting down...")
         _release_the_database()
@@ -148,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         help="require login (--no-auth: don't); default: as the `auth` setting says (off on a fresh start). "
         f"The default user is enfugue/enfugue unless {INITIAL_PASSWORD_VARIABLE} sets its first password.",
     )  # fmt: skip
+    run.add_argument(
+        "--storage-url",
+        help="images and model folders in this shared path or fsspec URL (e.g. s3://bucket/enfugue), "
+        "as a cluster's Serve config names them; default: the data folder",
+    )
     batch = commands.add_parser("batch", help="run a JSONL file of invoke payloads through a running app")
     batch.add_argument("prompts", type=Path, help="one /api/invoke payload (a JSON object) per line")
     batch.add_argument("--out", type=Path, required=True, help="folder for the images and results.jsonl")
@@ -163,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "batch":
         return run_batch_command(parser, args)
-    return serve_forever(args.host, args.port, args.data_dir, args.auth)
+    try:
+        app_args = AppArgs(
+            data_dir=args.data_dir, storage_url=args.storage_url, auth=args.auth,
+            initial_password=os.environ.get(INITIAL_PASSWORD_VARIABLE),
+        )  # fmt: skip
+    except ValidationError as error:
+        parser.error("; ".join(item["msg"] for item in error.errors()))
+    return serve_forever(args.host, args.port, app_args)
 
 
 def run_batch_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

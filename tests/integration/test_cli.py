@@ -1,5 +1,6 @@
 """`enfugue-serve run` as a newcomer runs it: stopped by a signal at any moment, it stops for good
-and promptly, and a start right after finds the DuckDB file free."""
+and promptly, and a start right after finds the DuckDB file free; ``--storage-url`` puts images
+and models elsewhere."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ pytestmark = pytest.mark.integration
 STOPPED_WITHIN_S = 60
 
 
-def start(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-m", "serve_app.cli", "run", "--port", str(port), "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "serve_app.cli", "run", "--port", str(port), "--data-dir", str(data_dir), *options]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -58,10 +59,14 @@ def test_a_signal_at_any_moment_stops_the_server_and_frees_the_database(tmp_path
     assert time.monotonic() - begun < STOPPED_WITHIN_S
     assert not answers(url)
 
-    # Started again at once on the same data folder: the database opens; SIGTERM stops it.
-    server = start(tmp_path, port)
+    # Started again at once on the same data folder (the database opens), its images and models in
+    # a storage elsewhere, empty: the demo checkpoint is written there and served from there.
+    shared = tmp_path / "shared"
+    server = start(tmp_path, port, "--storage-url", f"file://{shared}")
     wait_for(lambda: answers(url), bool, timeout=180)
     assert httpx.get(url).json()["data"]["status"] == "idle"
+    assert httpx.get(url + "/checkpoints").json()["data"] == ["tiny-random-demo-noise-only"]
+    assert (shared / "checkpoint" / "tiny-random-demo-noise-only" / "model_index.json").is_file()
     server.send_signal(signal.SIGTERM)
     output = stopped(server)
     assert server.returncode == 0 and "Shutting down" in output, output

@@ -132,3 +132,32 @@ def test_the_cli_declares_the_gpus_of_the_cluster_it_starts(tmp_path: Path) -> N
     assert [getattr(shared, role).num_gpus for role in MODEL_ROLES] == [0.25] * 4
     assert shared.ingress.num_gpus == 0 and shared.base.num_cpus == args.base.num_cpus
     assert [getattr(with_local_gpus(args, 8), role).num_gpus for role in MODEL_ROLES] == [1.0] * 4
+
+
+def test_a_storage_url_the_cli_cannot_serve_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from serve_app.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--data-dir", str(tmp_path), "--storage-url", "nosuchscheme://bucket/enfugue"])
+    assert exited.value.code == 2
+    assert "storage_url 'nosuchscheme://bucket/enfugue'" in capsys.readouterr().err
+
+
+def test_a_fresh_storage_elsewhere_gets_the_demo_checkpoint_once() -> None:
+    import fsspec
+
+    from serve_app.cli import ensure_a_checkpoint
+    from storage.shared import SharedStorage
+
+    storage = SharedStorage.from_url("memory://fresh-storage/enfugue").ensure()
+    try:
+        ensure_a_checkpoint(storage)
+        assert storage.list_models("checkpoint") == ["tiny-random-demo-noise-only"]
+        assert storage.fs.isfile(storage.path("checkpoint", "tiny-random-demo-noise-only/unet/config.json"))
+        written = storage.fs.info(storage.path("checkpoint", "tiny-random-demo-noise-only/model_index.json"))
+        ensure_a_checkpoint(storage)  # one is there: nothing is written again
+        assert storage.fs.info(storage.path("checkpoint", "tiny-random-demo-noise-only/model_index.json")) == written
+    finally:
+        fsspec.filesystem("memory").rm("/fresh-storage", recursive=True)
