@@ -2,20 +2,25 @@
 
 Each line is POSTed to /api/invoke, followed to its end (server-sent events, polling when they
 fail), and its images saved as ``<line>_<index>.png``; one JSON line per input line goes to
-``results.jsonl``. A rerun skips the lines recorded there as completed.
+``results.jsonl``. A rerun skips the lines recorded there as completed. The output folder is a
+path or an fsspec URL (as the app's ``storage_url``): a batch run as a Ray job on some node writes
+where its submitter reads.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import httpx
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ FINAL = frozenset({"completed", "error", "cancelled"})
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Ray Serve answers 503 while its replicas' queues are full: as passing as a dropped connection.
 TRANSIENT = frozenset({502, 503, 504})
+# An object store cannot append: its results.jsonl is written whole, at most this often and at the end.
+FLUSH_S = 10.0
 
 
 class LineError(Exception):
@@ -42,9 +49,68 @@ def login(client: httpx.Client, username: str, password: str) -> str:
     return response.json()["data"]["attributes"]["access_token"]
 
 
+class Output:
+    """The folder a batch writes to: a path, or an fsspec URL (``s3://bucket/results``)."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.fs, self.root = url_to_fs(str(location))
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    def __str__(self) -> str:
+        return self.root if self.local else self.fs.unstrip_protocol(self.root)
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    def read_text(self, name: str) -> str:
+        """The file's text; "" when there is none."""
+        return self.fs.cat_file(self.path(name)).decode() if self.fs.exists(self.path(name)) else ""
+
+    def write(self, name: str, data: bytes) -> None:
+        self.fs.pipe_file(self.path(name), data)
+
+
+class _Results:
+    """``results.jsonl``: a line appended per record on a local disk; elsewhere the whole file,
+    written at most every FLUSH_S and when the batch ends (a kill loses at most those records:
+    their lines run again)."""
+
+    def __init__(self, output: Output) -> None:
+        self._output, self._text = output, output.read_text(RESULTS)
+        # A record cut short by a kill: the next starts a line of its own.
+        cut = "\n" if self._text and not self._text.endswith("\n") else ""
+        self._text += cut
+        self._file: IO[str] | None = open(output.path(RESULTS), "a") if output.local else None  # noqa: SIM115
+        self._written = time.monotonic()
+        self._add(cut)
+
+    def add(self, result: dict[str, Any]) -> None:
+        self._add(json.dumps(result) + "\n")
+
+    def _add(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text)
+            self._file.flush()
+            return
+        self._text += text
+        if time.monotonic() - self._written >= FLUSH_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._output.write(RESULTS, self._text.encode())
+        self._written = time.monotonic()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        else:
+            self._flush()
+
+
 def run_batch(
     lines_path: Path,
-    out_dir: Path,
+    out: str | Path,
     client: httpx.Client,
     concurrency: int = 2,
     progress: TextIO | None = sys.stderr,
@@ -54,51 +120,46 @@ def run_batch(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     lines = [(number, text) for number, text in enumerate(lines_path.read_text().splitlines(), 1) if text.strip()]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = out_dir / RESULTS
-    done = _completed(results)
+    output = Output(out)
+    done = _completed(output.read_text(RESULTS))
     pending = [(number, text) for number, text in lines if number not in done]
     bar = _Progress(len(lines), len(lines) - len(pending), progress)
     failed = 0
-    if results.exists() and not results.read_bytes().endswith(b"\n") and results.stat().st_size:
-        with results.open("a") as record:  # a record cut short by a kill: the next starts a line of its own
-            record.write("\n")
     pool = ThreadPoolExecutor(max_workers=concurrency)
+    record = _Results(output)
     try:
-        with results.open("a") as record:
-            futures = [pool.submit(_run_line, client, number, text, out_dir, poll_s) for number, text in pending]
-            for future in as_completed(futures):
-                result = future.result()
-                record.write(json.dumps(result) + "\n")
-                record.flush()
-                failed += result["status"] != "completed"
-                bar.advance(result["status"] == "completed")
+        futures = [pool.submit(_run_line, client, number, text, output, poll_s) for number, text in pending]
+        for future in as_completed(futures):
+            result = future.result()
+            record.add(result)
+            failed += result["status"] != "completed"
+            bar.advance(result["status"] == "completed")
     finally:  # on Ctrl+C, start no further lines (the ones under way finish, unrecorded)
         pool.shutdown(wait=False, cancel_futures=True)
+        record.close()
     bar.close()
     summary = (
         f"batch: {len(lines)} lines, {len(lines) - failed} completed ({len(lines) - len(pending)} before this run), "
-        f"{failed} not completed; results in {results}"
+        f"{failed} not completed; results in {output.path(RESULTS) if output.local else output}/{RESULTS}"
     )
     if progress is not None:
         progress.write(summary + "\n")
     return 1 if failed else 0
 
 
-def _completed(results: Path) -> set[int]:
-    """Lines whose latest record in ``results`` says completed."""
+def _completed(results: str) -> set[int]:
+    """Lines whose latest record in ``results`` (the text of results.jsonl) says completed."""
     latest: dict[int, str] = {}
-    if results.exists():
-        for text in results.read_text().splitlines():
-            try:
-                entry = json.loads(text)
-                latest[int(entry["line"])] = entry["status"]
-            except (ValueError, KeyError, TypeError):  # a record cut short by a kill: run its line again
-                continue
+    for text in results.splitlines():
+        try:
+            entry = json.loads(text)
+            latest[int(entry["line"])] = entry["status"]
+        except (ValueError, KeyError, TypeError):  # a record cut short by a kill: run its line again
+            continue
     return {line for line, status in latest.items() if status == "completed"}
 
 
-def _run_line(client: httpx.Client, number: int, text: str, out_dir: Path, poll_s: float) -> dict[str, Any]:
+def _run_line(client: httpx.Client, number: int, text: str, output: Output, poll_s: float) -> dict[str, Any]:
     result: dict[str, Any] = {"line": number, "uuid": None, "status": "error", "images": []}
     try:
         try:
@@ -111,7 +172,7 @@ def _run_line(client: httpx.Client, number: int, text: str, out_dir: Path, poll_
         status = _follow(client, result["uuid"], poll_s)
         if status["status"] == "completed":
             images = enumerate(status["images"])
-            result["images"] = [_save(client, entry, out_dir / f"{number}_{index}.png") for index, entry in images]
+            result["images"] = [_save(client, entry, output, f"{number}_{index}.png") for index, entry in images]
         else:
             result["error"] = status.get("message") or f"the invocation ended {status['status']}"
         # Only now: a line whose images failed to download is not completed, so a rerun runs it again.
@@ -184,12 +245,12 @@ def _follow(client: httpx.Client, uuid: str, poll_s: float) -> dict[str, Any]:
         time.sleep(poll_s)
 
 
-def _save(client: httpx.Client, entry: str, path: Path) -> str:
-    """Download one output to ``path`` and name it; a withheld one ("nsfw") stays "nsfw"."""
+def _save(client: httpx.Client, entry: str, output: Output, name: str) -> str:
+    """Download one output as ``name`` and name it; a withheld one ("nsfw") stays "nsfw"."""
     if entry == "nsfw":
         return entry
-    path.write_bytes(_request(client, "GET", "/api/invocation/" + entry).content)
-    return path.name
+    output.write(name, _request(client, "GET", "/api/invocation/" + entry).content)
+    return name
 
 
 class _Progress:

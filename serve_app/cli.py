@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
@@ -168,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     batch = commands.add_parser("batch", help="run a JSONL file of invoke payloads through a running app")
     batch.add_argument("prompts", type=Path, help="one /api/invoke payload (a JSON object) per line")
-    batch.add_argument("--out", type=Path, required=True, help="folder for the images and results.jsonl")
+    batch.add_argument(
+        "--out", required=True,
+        help="folder for the images and results.jsonl: a path, or an fsspec URL (e.g. s3://bucket/results); "
+        "as a Ray job, a path every node shares or a URL, where the submitter can read it",
+    )  # fmt: skip
     batch.add_argument(
         "--url", default=os.environ.get("ENFUGUE_SERVE_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"),
         help=f"the app's address (default: $ENFUGUE_SERVE_URL, else http://{DEFAULT_HOST}:{DEFAULT_PORT})",
@@ -200,6 +205,10 @@ def run_batch_command(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error("--username and --password go together")
     if not args.prompts.is_file():
         parser.error(f"{args.prompts}: no such file")
+    try:
+        url_to_fs(args.out)
+    except (ImportError, ValueError) as error:
+        parser.error(f"--out {args.out!r:.200}: {error}")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the bar
     with make_client(args.url, args.token) as client:
         if args.username is not None:

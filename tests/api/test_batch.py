@@ -144,6 +144,7 @@ def test_a_full_queue_is_waited_out_and_a_lost_connection_retried(monkeypatch: p
         (["--concurrency", "0"], "--concurrency must be at least 1, got 0"),
         (["--username", "enfugue"], "--username and --password go together"),
         ([], "no such file"),
+        (["--out", "nosuchscheme://bucket/results"], "--out 'nosuchscheme://bucket/results': "),
     ],
 )
 def test_the_command_refuses_bad_arguments(
@@ -153,7 +154,7 @@ def test_the_command_refuses_bad_arguments(
     if arguments:  # the last case has no file
         prompts.write_text("{}\n")
     with pytest.raises(SystemExit) as exit_:
-        main(["batch", str(prompts), "--out", str(tmp_path / "out"), *arguments])
+        main(["batch", str(prompts), "--out", str(tmp_path / "out"), *arguments])  # a later --out wins
     assert exit_.value.code == 2 and complaint in capsys.readouterr().err
 
 
@@ -169,6 +170,28 @@ def test_a_stream_cut_short_falls_back_to_polling_and_a_withheld_output_is_recor
     }
     transport = httpx.MockTransport(lambda request: replies[request.url.path])
     with httpx.Client(transport=transport, base_url="http://app") as client:
-        result = batch._run_line(client, 7, json.dumps(SMALL), tmp_path, poll_s=0)
+        result = batch._run_line(client, 7, json.dumps(SMALL), batch.Output(tmp_path), poll_s=0)
     assert result == {"line": 7, "uuid": "u", "status": "completed", "images": ["nsfw", "7_1.png"]}
     assert [path.name for path in tmp_path.iterdir()] == ["7_1.png"] and (tmp_path / "7_1.png").read_bytes() == b"a png"
+
+
+def test_a_batch_writes_to_a_url_and_a_rerun_reads_its_record_there(local_app: TestClient, tmp_path: Path) -> None:
+    import fsspec
+
+    lines = (json.dumps({**SMALL, "seed": 4}), json.dumps({**SMALL, "width": 1}))
+    prompts = write_lines(tmp_path / "prompts.jsonl", *lines)
+    memory = fsspec.filesystem("memory")
+    try:
+        assert run_batch(prompts, "memory://batch-results/run", local_app, progress=None, poll_s=0.02) == 1
+        recorded = memory.cat_file("/batch-results/run/results.jsonl").splitlines()
+        first, second = sorted((json.loads(line) for line in recorded), key=lambda entry: entry["line"])
+        assert (first["line"], first["status"], first["images"]) == (1, "completed", ["1_0.png"])
+        assert (second["line"], second["status"]) == (2, "error")
+        with Image.open(io.BytesIO(memory.cat_file("/batch-results/run/1_0.png"))) as image:
+            assert image.getpixel((0, 0)) == colour(4)
+        # Run again: the completed line is not run again; the failed one is, and recorded once more.
+        assert run_batch(prompts, "memory://batch-results/run", local_app, progress=None, poll_s=0.02) == 1
+        lines = memory.cat_file("/batch-results/run/results.jsonl").splitlines()
+        assert sorted(json.loads(line)["line"] for line in lines) == [1, 2, 2] and lines[:2] == recorded
+    finally:
+        memory.rm("/batch-results", recursive=True)
