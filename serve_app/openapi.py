@@ -121,12 +121,12 @@ def _description(api: FastAPI) -> dict[str, Any]:
     return document
 
 
-def _flattened(routes: list[Any]) -> Iterator[Any]:
+def all_routes(routes: list[Any]) -> Iterator[Any]:
     """Every route, also inside included routers (which this FastAPI keeps as routers)."""
     for route in routes:
         included = getattr(route, "original_router", None)
         if included is not None:
-            yield from _flattened(included.routes)
+            yield from all_routes(included.routes)
         else:
             yield route
 
@@ -138,7 +138,7 @@ def _options_router(api: FastAPI) -> APIRouter:
     async def allowed(request: Request) -> Response:
         """Every method the path takes (a CORS preflight is answered before this, by its middleware)."""
         methods: set[str] = set()
-        for route in _flattened(api.routes):
+        for route in all_routes(api.routes):
             route_methods = getattr(route, "methods", None) or set()
             regex = getattr(route, "path_regex", None)
             if regex is not None and route_methods != {"OPTIONS"} and regex.match(request.url.path):

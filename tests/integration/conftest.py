@@ -25,7 +25,13 @@ def metrics_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_serve(metrics_port: int) -> Iterator[str]:
+def dashboard_port() -> int:
+    """Where the session cluster's dashboard takes Ray jobs (``ray job submit --address``)."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(metrics_port: int, dashboard_port: int) -> Iterator[str]:
     """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
     import ray
     from ray import serve
@@ -38,7 +44,10 @@ def ray_serve(metrics_port: int) -> Iterator[str]:
         num_cpus=8,
         # As the head of cluster.yaml: the Serve config pins the CPU roles to it (test_serve_config).
         resources={"enfugue_head": 1},
-        include_dashboard=False,
+        # The dashboard only for its job server: batches are submitted as Ray jobs (test_batch_job).
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
         _metrics_export_port=metrics_port,
         # Metrics reach the endpoint within a second, not Ray's default ten.
