@@ -25,8 +25,9 @@ from diffusers import (
 from PIL import Image
 
 from deployments.adapters import applied
+from deployments.annotators import Annotator
 from deployments.canvas import paste_back
-from deployments.control import inpaint_condition
+from deployments.control import ANNOTATOR_FILES, inpaint_condition
 from deployments.multidiffusion import chunked_denoise
 from deployments.pipelines import (
     INPAINTING,
@@ -54,10 +55,12 @@ CHUNK_BATCH = 4
 
 
 class Loaded(NamedTuple):
-    """What a role keeps loaded for a model id: the pipeline, and its ControlNet if the id has one."""
+    """What a role keeps loaded for a model id: the pipeline, and its ControlNet and annotator if
+    the id has them."""
 
     pipeline: DiffusionPipeline
     controlnet: ControlNetModel | None = None
+    annotator: Annotator | None = None
 
 
 class BaseRole:
@@ -76,8 +79,9 @@ class BaseRole:
 
     def load(self, model_id: str) -> Loaded:
         """``model_id`` names the checkpoint in the checkpoint folder, the VAE in the vae folder
-        that replaces its own, the ControlNet in the controlnet folder, if any, and the precision
-        the weights are loaded in (``ModelKey``)."""
+        that replaces its own, the ControlNet in the controlnet folder and the annotator of its
+        kind in the annotators folder, if any, and the precision the weights are loaded in
+        (``ModelKey``)."""
         key = ModelKey.decode(model_id)
         _, dtype = device_and_dtype(key.precision)
         path = self._find("checkpoint", key.checkpoint, "model")
@@ -89,7 +93,11 @@ class BaseRole:
         if key.controlnet is not None:
             found = self._find("controlnet", key.controlnet, "controlnet")
             controlnet = place(load_controlnet(found, pipeline.unet, dtype), self.device)
-        return Loaded(place(pipeline, self.device), controlnet)
+        annotator = None
+        if key.annotator is not None:
+            files = [self._find("annotators", name, "controlnet") for name in ANNOTATOR_FILES[key.annotator]]
+            annotator = Annotator(key.annotator, files, self.device)
+        return Loaded(place(pipeline, self.device), controlnet, annotator)
 
     def _find(self, kind: str, name: str, field: str) -> Path:
         return model_file(self._storage, kind, name, field)
@@ -101,6 +109,9 @@ class BaseRole:
         inputs: list[Image.Image],
         reporter: Reporter,
     ) -> list[Image.Image | None]:
+        if loaded.annotator is not None:  # the control image, last of the inputs, made here
+            *inputs, photo = inputs
+            inputs = [*inputs, loaded.annotator(photo)]
         if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
             with applied(loaded.pipeline, step, self._storage):
                 outputs = _chunked(loaded.pipeline, step, inputs, reporter)

@@ -1,9 +1,10 @@
 """ControlNet: the kinds, the files they need, and control images made from input images.
 
 No torch: the Planner prepares control images (Pillow, numpy, OpenCV) as it prepares every input.
-Canny, tile, scribble and inpaint need no annotator model; the others (depth, pose, ...) do, and
-this server does not run annotators yet: with ``process_control_image`` false their control
-image is used as given (already a depth map, a pose skeleton, ...).
+Canny, tile, scribble and inpaint need no annotator model and are made here; the other kinds'
+annotators (depth, pose, ...) are models, run by the role on its device before it denoises
+(deployments/annotators.py): for those the Planner sends the image as it is on the canvas. With
+``process_control_image`` false a control image is used as given (already a depth map, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from PIL import Image, ImageOps
 
 # The annotator-free kinds, processed here.
 PROCESSED = frozenset({"canny", "tile", "scribble", "inpaint"})
+# The other kinds' annotator files (lllyasviel/Annotators' names) in the annotators folder.
+ANNOTATOR_FILES = {
+    "mlsd": ("mlsd_large_512_fp32.pth",),
+    "hed": ("ControlNetHED.pth",),
+    "pidi": ("table5_pidinet.pth",),
+    "depth": ("dpt_hybrid-midas-501f0c75.pt",),
+    "normal": ("scannet.pt",),
+    "pose": ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"),
+    "line": ("sk_model.pth", "sk_model2.pth"),
+    "anime": ("netG.pth",),
+}
 # Each kind's ControlNet file in the controlnet folder unless a setting of the kind's name (and
 # `<kind>_xl` for SDXL checkpoints) names another: the files Enfugue downloaded for them.
 DEFAULT_FILES = {
@@ -41,7 +53,7 @@ def control_image(kind: str, image: Image.Image, process: bool, invert: bool) ->
     black-on-white drawing into the white-on-black one ControlNets were trained on."""
     if invert:
         image = ImageOps.invert(image.convert("RGB"))
-    if not process:
+    if not process or kind in ANNOTATOR_FILES:  # as given, or for the role's annotator
         return image.convert("RGB")
     if kind == "canny":
         import cv2  # OpenCV is large; only the Planner that makes canny images loads it

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from deployments.canvas import fit_image, flatten, repaint_mask
-from deployments.control import control_image
+from deployments.control import ANNOTATOR_FILES, control_image
 from deployments.request import Adapter, InputImage
 
 # Pixels per latent in every SD 1.x/2.x/XL VAE: the sides a pipeline runs at are multiples of it.
@@ -34,9 +34,11 @@ class ModelKey:
     controlnet: str | None = None
     # "full" | "half" | None (the device's best): the dtype the weights are loaded in.
     precision: str | None = None
+    # The ControlNet kind whose annotator makes the control image on the role (deployments/annotators.py).
+    annotator: str | None = None
 
     # "//" is never in a file name find_model accepts (normalised relative POSIX paths).
-    PARTS: ClassVar[tuple[str, ...]] = ("vae", "controlnet", "precision")
+    PARTS: ClassVar[tuple[str, ...]] = ("vae", "controlnet", "precision", "annotator")
 
     def encode(self) -> str:
         parts = [f"//{name}={getattr(self, name)}" for name in self.PARTS if getattr(self, name) is not None]
@@ -146,7 +148,13 @@ class _Denoise:
     @property
     def model_id(self) -> str:
         """Which loaded model serves this step (the multiplexing key replicas cache by)."""
-        return ModelKey(self.checkpoint, self.vae, self.controlnet_model, self.precision).encode()
+        return ModelKey(self.checkpoint, self.vae, self.controlnet_model, self.precision, self.annotator).encode()
+
+    @property
+    def annotator(self) -> str | None:
+        """The kind whose annotator the role runs on the control image (None: it arrives ready)."""
+        annotated = self.controlnet in ANNOTATOR_FILES and self.process_control_image
+        return self.controlnet if annotated else None
 
     @property
     def expected_steps(self) -> int:

@@ -14,7 +14,9 @@ class DownloadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler"]
+    type: Literal[
+        "checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler", "background", "annotators"
+    ]
     url: Url
     filename: Annotated[StrictStr, Field(min_length=1, max_length=255)]
     overwrite: StrictBool = False

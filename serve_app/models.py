@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.control import DEFAULT_FILES
+from deployments.control import ANNOTATOR_FILES, DEFAULT_FILES
 from deployments.request import Adapter, Checkpoint, ControlNet, GenerationRequest, InputImage, Node
 from serve_app.datauri import has_transparency
 from serve_app.errors import BadRequestError
@@ -180,6 +180,8 @@ def _controlnet(
             f"controlnet: {kind} needs the ControlNet file {name} in the controlnet folder; install it there "
             f"(POST /api/download), or name another file with the {key!r} setting"
         )
+    if request.process_control_image:
+        _check_annotator(kind, storage)
     return ControlNet(
         kind=kind,
         model=found,
@@ -188,6 +190,17 @@ def _controlnet(
         process=request.process_control_image,
         invert=request.invert_control_image,
     )
+
+
+def _check_annotator(kind: str, storage: SharedStorage) -> None:
+    """400 naming the files a kind's annotator needs that the annotators folder lacks."""
+    lacking = [name for name in ANNOTATOR_FILES.get(kind, ()) if storage.find_model("annotators", name) is None]
+    if lacking:
+        raise BadRequestError(
+            f"controlnet: making a {kind} control image needs the annotator file(s) {', '.join(lacking)} in the "
+            "annotators folder (lllyasviel/Annotators' files); install them there (POST /api/download with type "
+            f"annotators), or send a ready {kind} image as control_image with process_control_image false"
+        )
 
 
 # The refiner's values a request (or a model's default configuration) may set; else Enfugue's defaults.

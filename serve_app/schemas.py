@@ -47,8 +47,6 @@ CONTROLNETS: tuple[str, ...] = get_args(ControlNetKind)
 # The settings naming each kind's ControlNet file (None: Enfugue's file name, deployments/control.py);
 # the SDXL ones exist for the kinds Enfugue had SDXL ControlNets for.
 CONTROLNET_SETTINGS: tuple[str, ...] = (*CONTROLNETS, "canny_xl", "depth_xl", "pidi_xl", "pose_xl")
-# Kinds whose control image is made by an annotator model (not run here yet).
-ANNOTATED = frozenset(CONTROLNETS) - {"canny", "tile", "scribble", "inpaint"}
 
 MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
 MAX_SEED = 2**32 - 1
@@ -261,13 +259,6 @@ class InvokeRequest(UpscaleFields):
             return
         if self.control_image is None and self.image is None:
             raise PydanticCustomError("controlnet", "controlnet: needs a `control_image` (or an `image`)")
-        if self.controlnet in ANNOTATED and self.process_control_image:
-            raise PydanticCustomError(
-                "controlnet",
-                "controlnet: making a {kind} control image needs an annotator model, which this server does not run "
-                "yet; pass a ready {kind} image as control_image with process_control_image false",
-                {"kind": self.controlnet},
-            )
         if self.controlnet == "inpaint" and self.mask is None:
             raise PydanticCustomError("controlnet", "controlnet: inpaint needs a `mask`")
 

@@ -16,8 +16,11 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-# "background": segmentation models that remove backgrounds (ONNX files, deployments/background.py).
-MODEL_KINDS = ("checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler", "background")
+# "background": segmentation models that remove backgrounds (ONNX files, deployments/background.py);
+# "annotators": the models that make ControlNet control images (deployments/annotators.py).
+MODEL_KINDS = (
+    "checkpoint", "lora", "lycoris", "inversion", "vae", "controlnet", "upscaler", "background", "annotators",
+)  # fmt: skip
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".onnx")
 # A checkpoint saved as a single file may carry its diffusers configuration beside it in
 # "<stem>.config/" (needed for non-standard shapes); such a folder is not a model itself.

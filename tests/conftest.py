@@ -78,6 +78,8 @@ class LocalServices:
     store: Any
     role: Any
     planner: Any
+    # The deployment shell of each role (LocalRole: ``.models``, what it has loaded, by model id).
+    shells: dict[str, Any]
 
 
 def local_services(
@@ -103,12 +105,10 @@ def local_services(
     store = Store.func_or_class(str(data_dir), "test", storage_url=storage_url, **store_options)
     store_handle = LocalHandle(store)
     role = role if role is not None else FakeRole(checkpoints=data_dir / "checkpoint")
+    shells = {name: LocalRole((roles or {}).get(name, role)) for name in ("base", "inpainter", "refiner", "upscaler")}
     planner = Planner.func_or_class(
         store_handle,
-        {
-            name: LocalHandle(LocalRole((roles or {}).get(name, role)))
-            for name in ("base", "inpainter", "refiner", "upscaler")
-        },
+        {name: LocalHandle(shell) for name, shell in shells.items()},
         str(data_dir),
         "test",
         storage_url=storage_url,
@@ -120,13 +120,13 @@ def local_services(
         args=AppArgs(data_dir=data_dir, storage_url=storage_url, max_body_bytes=2 * 1024 * 1024),
         version="test",
     )
-    return LocalServices(services, store, role, planner)
+    return LocalServices(services, store, role, planner, shells)
 
 
 @contextmanager
 def serve_locally(data_dir: Path, role: Any = None, **options: Any) -> Iterator[Any]:
     """The real FastAPI app on ``local_services(data_dir, role, **options)``, as a TestClient
-    (``client.store``, ``client.role``, ``client.planner``: the objects behind it)."""
+    (``client.store``, ``client.role``, ``client.planner``, ``client.shells``: the objects behind it)."""
     from fastapi.testclient import TestClient
 
     from serve_app.ingress import create_api
@@ -136,6 +136,7 @@ def serve_locally(data_dir: Path, role: Any = None, **options: Any) -> Iterator[
         client.store = local.store  # type: ignore[attr-defined]
         client.role = local.role  # type: ignore[attr-defined]
         client.planner = local.planner  # type: ignore[attr-defined]
+        client.shells = local.shells  # type: ignore[attr-defined]
         yield client
     local.store.close()
 

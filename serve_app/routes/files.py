@@ -22,6 +22,7 @@ _LISTINGS = {
     "/api/vae": "vae",
     "/api/controlnet": "controlnet",
     "/api/upscalers": "upscaler",
+    "/api/annotators": "annotators",
 }
 
 

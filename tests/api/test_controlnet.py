@@ -58,6 +58,32 @@ def test_a_setting_names_another_file_and_ready_images_go_unprocessed(local_app:
     assert np.array_equal(np.asarray(control), 255 - np.asarray(gradient(64, 64)))
 
 
+def test_an_annotated_kind_sends_the_photo_to_the_role_which_loads_the_annotator(
+    local_app: TestClient, controlnets: Path, data_dir: Path
+) -> None:
+    from deployments.control import ANNOTATOR_FILES
+
+    assert local_app.post("/api/settings", json={"depth": "my-depth.safetensors"}).status_code == 200
+    body = {"controlnet": "depth", "control_image": data_uri(gradient(64, 64))}
+    assert (
+        "controlnet: making a depth control image needs the annotator file(s) dpt_hybrid-midas-501f0c75.pt in "
+        "the annotators folder" in error_of(local_app.post("/api/invoke", json=body), 400)
+    )
+    for name in ANNOTATOR_FILES["depth"]:
+        (DataPaths(data_dir).models("annotators") / name).write_bytes(b"")
+    _, step = run(local_app, body)
+    assert (step["controlnet"], step["process_control_image"]) == ("depth", True)
+    made = local_app.role.steps[-1]  # type: ignore[attr-defined]
+    assert made.model_id == "tiny-random-demo-noise-only//controlnet=my-depth.safetensors//annotator=depth"
+    (control,) = made.prepare([gradient(64, 64)])  # the photo itself: the role's annotator makes the depth map
+    assert np.array_equal(np.asarray(control), np.asarray(gradient(64, 64)))
+    given = run(
+        local_app, {"controlnet": "depth", "control_image": data_uri(gradient(64, 64)), "process_control_image": False}
+    )
+    assert "annotator" not in local_app.role.steps[-1].model_id  # type: ignore[attr-defined]
+    assert given[1]["process_control_image"] is False
+
+
 def test_the_image_is_the_control_image_unless_one_is_given(local_app: TestClient, controlnets: Path) -> None:
     body = {"image": data_uri(gradient(64, 64)), "mask": left_half_mask(), "controlnet": "inpaint"}
     _, step = run(local_app, body)
@@ -69,10 +95,6 @@ def test_the_image_is_the_control_image_unless_one_is_given(local_app: TestClien
     [
         ({"control_image": "IMAGE"}, "control_image: needs `controlnet` (canny|mlsd|"),
         ({"controlnet": "canny"}, "controlnet: needs a `control_image` (or an `image`)"),
-        (
-            {"controlnet": "pose", "control_image": "IMAGE"},
-            "controlnet: making a pose control image needs an annotator",
-        ),
         ({"controlnet": "inpaint", "image": "IMAGE"}, "controlnet: inpaint needs a `mask`"),
         ({"controlnet": "qr", "control_image": "IMAGE"}, "controlnet: Input should be 'canny'"),
         (

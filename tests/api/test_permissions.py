@@ -107,6 +107,10 @@ ROUTES: list[tuple[str, str, Setup, dict[str, int]]] = [
     ("GET", "/api/vae", lambda w: ("/api/vae", None), ANYONE),
     ("GET", "/api/controlnet", lambda w: ("/api/controlnet", None), ANYONE),
     ("GET", "/api/upscalers", lambda w: ("/api/upscalers", None), ANYONE),
+    ("GET", "/api/annotators", lambda w: ("/api/annotators", None), ANYONE),
+    # The console's files hold no data: a page must load before anyone logs in.
+    ("GET", "/", lambda w: ("/", None), PUBLIC),
+    ("GET", "/console/{name}", lambda w: ("/console/console.js", None), PUBLIC),
     ("POST", "/api/invoke", lambda w: ("/api/invoke", SMALL), ANYONE),
     ("GET", "/api/invocation", lambda w: ("/api/invocation", None), ANYONE),
     ("POST", "/api/invocation/stop", lambda w: ("/api/invocation/stop", None), ANYONE),
