@@ -109,9 +109,9 @@ class BaseRole:
         inputs: list[Image.Image],
         reporter: Reporter,
     ) -> list[Image.Image | None]:
-        if loaded.annotator is not None:  # the control image, last of the inputs, made here
-            *inputs, photo = inputs
-            inputs = [*inputs, loaded.annotator(photo)]
+        if loaded.annotator is not None:  # the control images, last of the inputs, made here
+            count = step.control_count
+            inputs = [*inputs[:-count], *(loaded.annotator(photo) for photo in inputs[-count:])]
         if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
             with applied(loaded.pipeline, step, self._storage):
                 outputs = _chunked(loaded.pipeline, step, inputs, reporter)
@@ -187,14 +187,15 @@ def _runner(loaded: Loaded, step: Diffuse | Inpaint | Refine, inputs: list[Image
     components: dict[str, Any] = {"scheduler": make_scheduler(pipeline.scheduler.config, step.scheduler, step.seeds[0])}
     control: dict[str, Any] = {}
     if step.controlnet is not None:
-        # The control image comes after the step's other inputs.
-        *inputs, condition = inputs
+        # The control images come after the step's other inputs: one, or one per source image.
+        count = step.control_count
+        inputs, conditions = inputs[:-count], inputs[-count:]
         components["controlnet"] = loaded.controlnet
         control["controlnet_conditioning_scale"] = step.conditioning_scale
         if step.controlnet == "inpaint":
             control_input: Any = torch.from_numpy(inpaint_condition(inputs[0], inputs[1])).permute(0, 3, 1, 2)
         else:
-            control_input = condition
+            control_input = conditions[0] if count == 1 else conditions
     negative = step.negative_prompt or None
     # One prompt, one image per seed.
     batch: dict[str, Any] = {

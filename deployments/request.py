@@ -104,6 +104,9 @@ class Upscaling:
     strength: tuple[float, ...] = (0.2,)
     prompts: tuple[str, ...] = ()
     negative_prompts: tuple[str, ...] = ()
+    # Each pass's ControlNet as (kind, file in the controlnet folder); its control image is made
+    # from the pass's input.
+    controlnets: tuple[tuple[str, str], ...] = ()
     # Chunking of the re-diffusion (None: the invocation's), doubled every pass when scaled.
     chunking_size: int | None = None
     chunking_blur: int | None = None

@@ -122,7 +122,8 @@ class _Denoise:
     # ControlNet: its kind and file (loaded with the checkpoint), its image, and how it is used.
     controlnet: str | None = None
     controlnet_model: str | None = None
-    control: ImageSource | None = None
+    # The control image; ``EachOutput`` (the same as ``source``): each source image is its own.
+    control: ImageSource | EachOutput | None = None
     conditioning_scale: float = 1.0
     process_control_image: bool = True
     invert_control_image: bool = False
@@ -196,8 +197,17 @@ class _Denoise:
         """The images the step reads, in the order ``prepare`` takes them (the control image last)."""
         if isinstance(self.source, EachOutput):
             each = tuple(StepOutputs(self.source.step, index) for index in range(len(self.seeds)))
-            return each + ((self.control,) if self.control is not None else ())
-        return tuple(source for source in (self.source, self.control) if source is not None)
+            own_control = self.control is not None and not isinstance(self.control, EachOutput)
+            return each + ((self.control,) if own_control else ())  # type: ignore[return-value]
+        return tuple(source for source in (self.source, self.control) if source is not None)  # type: ignore[misc]
+
+    @property
+    def control_count(self) -> int:
+        """How many control images end the role's inputs: one per source image when each is its
+        own, else one (or none)."""
+        if isinstance(self.control, EachOutput):
+            return len(self.seeds)
+        return 0 if self.control is None else 1
 
     @property
     def per_image(self) -> bool:
@@ -230,6 +240,10 @@ class Diffuse(_Denoise):
     kind: ClassVar[str] = "diffuse"
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
+        if isinstance(self.control, EachOutput):  # each source image, then each as a control image
+            return [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in images] + [
+                self._control(image) for image in images
+            ]
         control = [self._control(images.pop())] if self.control is not None else []
         return [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in images] + control
 

@@ -90,6 +90,10 @@ def upscale_steps(
             )
         )  # fmt: skip
         if upscaling.diffusion:
+            controlnet = per_pass(upscaling.controlnets, index, None)
+            if controlnet is not None:  # each upscaled image is its own control image
+                kind, model = controlnet
+                control = {"controlnet": kind, "controlnet_model": model, "control": EachOutput(first + len(steps) - 1)}
             steps.append(
                 Diffuse(
                     checkpoint=checkpoint,
@@ -109,6 +113,7 @@ def upscale_steps(
                     adapters=made.adapters,
                     inversions=made.inversions,
                     **pass_chunking(upscaling, index, chunking),
+                    **(control if controlnet is not None else {}),
                     origin=pass_origin(upscaling, index, len(scales)),
                 )
             )

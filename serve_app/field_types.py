@@ -36,3 +36,9 @@ Strength = Annotated[float, Field(ge=0, le=1)]
 Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Prompt = Annotated[StrictStr, Field(max_length=MAX_PROMPT_LENGTH)]
 Score = Annotated[float, Field(ge=0, le=10)]
+
+# The ControlNet kinds (deployments/control.py makes their control images).
+ControlNetKind = Literal[
+    "canny", "mlsd", "hed", "scribble", "tile", "inpaint", "depth", "normal", "pose", "pidi", "line", "anime",
+]  # fmt: skip
+CONTROLNETS: tuple[str, ...] = get_args(ControlNetKind)

@@ -19,8 +19,11 @@ def _listed(value: object) -> tuple:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def upscaling(request: InvokeRequest, storage: SharedStorage) -> Upscaling | None:
-    """The request's upscaling passes (None: no ``outscale``), their model files present."""
+def upscaling(
+    request: InvokeRequest, storage: SharedStorage, controlnets: tuple[tuple[str, str], ...] = ()
+) -> Upscaling | None:
+    """The request's upscaling passes (None: no ``outscale``), their model files present; each
+    pass's ControlNet (kind, file) as ``controlnets`` gives them (their files found)."""
     if request.outscale == 1:
         return None
     methods = _listed(request.upscale) or ("esrgan",)
@@ -43,6 +46,7 @@ def upscaling(request: InvokeRequest, storage: SharedStorage) -> Upscaling | Non
         strength=_listed(request.upscale_diffusion_strength) or (0.2,),
         prompts=_listed(request.upscale_diffusion_prompt),
         negative_prompts=_listed(request.upscale_diffusion_negative_prompt),
+        controlnets=controlnets,
         chunking_size=request.upscale_diffusion_chunking_size,
         chunking_blur=request.upscale_diffusion_chunking_blur,
         scale_chunking_size=request.upscale_diffusion_scale_chunking_size,

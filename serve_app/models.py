@@ -69,6 +69,7 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], storage: Sh
     else:
         request, checkpoint, model = body, resolve_checkpoint(body.model, storage), None
     check_background(request, storage)
+    configured = context.get("controlnets") or {}
     return GenerationRequest(
         checkpoint=checkpoint,
         prompt=request.prompt,
@@ -94,12 +95,12 @@ def generation_request(body: InvokeRequest, context: dict[str, Any], storage: Sh
         scale_to_model_size=request.scale_to_model_size,
         remove_background=request.remove_background,
         fill_background=request.fill_background,
-        upscale=upscaling(request, storage),
+        upscale=upscaling(request, storage, _pass_controlnets(request, checkpoint, configured, storage)),
         nodes=_nodes(request, checkpoint),
         vae=_vae(request, spec, storage),
         adapters=_adapters(request, spec, storage),
         inversions=_inversions(request, spec, storage),
-        controlnet=_controlnet(request, checkpoint, context.get("controlnets") or {}, storage),
+        controlnet=_controlnet(request, checkpoint, configured, storage),
         refiner=_part("refiner", request, spec, storage),
         **{name: getattr(request, name) for name in REFINER_VALUES if getattr(request, name) is not None},
         intermediate_steps=context.get("intermediate_steps"),
@@ -167,21 +168,9 @@ def _controlnet(
     kind = request.controlnet
     if kind is None:
         return None
-    key = f"{kind}_xl" if checkpoint.size >= 1024 and f"{kind}_xl" in DEFAULT_FILES else kind
-    name = configured.get(key) or DEFAULT_FILES[key]
-    try:
-        found = storage.find_model("controlnet", name)
-    except UnsafePathError as error:
-        raise BadRequestError(
-            f"controlnet: the {key} setting {name!r:.200} is not a file in the controlnet folder"
-        ) from error
-    if found is None:
-        raise BadRequestError(
-            f"controlnet: {kind} needs the ControlNet file {name} in the controlnet folder; install it there "
-            f"(POST /api/download), or name another file with the {key!r} setting"
-        )
+    found = controlnet_file(kind, checkpoint, configured, storage, "controlnet")
     if request.process_control_image:
-        _check_annotator(kind, storage)
+        _check_annotator(kind, storage, "controlnet")
     return ControlNet(
         kind=kind,
         model=found,
@@ -192,12 +181,46 @@ def _controlnet(
     )
 
 
-def _check_annotator(kind: str, storage: SharedStorage) -> None:
+def controlnet_file(
+    kind: str, checkpoint: Checkpoint, configured: dict[str, str | None], storage: SharedStorage, field: str
+) -> str:
+    """The file of a ControlNet kind in the controlnet folder: the one the kind's setting names
+    (`<kind>_xl` for an SDXL-sized checkpoint, where Enfugue had one), else the file Enfugue
+    downloaded for the kind; 400 naming ``field`` when it is not there."""
+    key = f"{kind}_xl" if checkpoint.size >= 1024 and f"{kind}_xl" in DEFAULT_FILES else kind
+    name = configured.get(key) or DEFAULT_FILES[key]
+    try:
+        found = storage.find_model("controlnet", name)
+    except UnsafePathError as error:
+        raise BadRequestError(
+            f"{field}: the {key} setting {name!r:.200} is not a file in the controlnet folder"
+        ) from error
+    if found is None:
+        raise BadRequestError(
+            f"{field}: {kind} needs the ControlNet file {name} in the controlnet folder; install it there "
+            f"(POST /api/download), or name another file with the {key!r} setting"
+        )
+    return found
+
+
+def _pass_controlnets(
+    request: InvokeRequest, checkpoint: Checkpoint, configured: dict[str, str | None], storage: SharedStorage
+) -> tuple[tuple[str, str], ...]:
+    """Each upscaling pass's ControlNet as (kind, file), its files present (one given: every pass's)."""
+    field = "upscale_diffusion_controlnet"
+    given = request.upscale_diffusion_controlnet
+    kinds = given if isinstance(given, list) else [given] if given is not None else []
+    for kind in kinds:
+        _check_annotator(kind, storage, field)
+    return tuple((kind, controlnet_file(kind, checkpoint, configured, storage, field)) for kind in kinds)
+
+
+def _check_annotator(kind: str, storage: SharedStorage, field: str) -> None:
     """400 naming the files a kind's annotator needs that the annotators folder lacks."""
     lacking = [name for name in ANNOTATOR_FILES.get(kind, ()) if storage.find_model("annotators", name) is None]
     if lacking:
         raise BadRequestError(
-            f"controlnet: making a {kind} control image needs the annotator file(s) {', '.join(lacking)} in the "
+            f"{field}: making a {kind} control image needs the annotator file(s) {', '.join(lacking)} in the "
             "annotators folder (lllyasviel/Annotators' files); install them there (POST /api/download with type "
             f"annotators), or send a ready {kind} image as control_image with process_control_image false"
         )

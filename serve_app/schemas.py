@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from serve_app.datauri import ImageInputError, data_uri_payload, open_image
 from serve_app.field_types import (
+    CONTROLNETS,
     MAX_PROMPT_LENGTH,
     MAX_SAMPLES,
     MAX_SIZE,
@@ -27,6 +28,7 @@ from serve_app.field_types import (
     MIN_SIZE,
     Anchor,
     Chunking,
+    ControlNetKind,
     Dimension,
     Fit,
     GuidanceScale,
@@ -40,10 +42,6 @@ from serve_app.field_types import (
 from serve_app.node_schemas import Nodes
 from serve_app.upscale_schemas import UpscaleFields
 
-ControlNetKind = Literal[
-    "canny", "mlsd", "hed", "scribble", "tile", "inpaint", "depth", "normal", "pose", "pidi", "line", "anime",
-]  # fmt: skip
-CONTROLNETS: tuple[str, ...] = get_args(ControlNetKind)
 # The settings naming each kind's ControlNet file (None: Enfugue's file name, deployments/control.py);
 # the SDXL ones exist for the kinds Enfugue had SDXL ControlNets for.
 CONTROLNET_SETTINGS: tuple[str, ...] = (*CONTROLNETS, "canny_xl", "depth_xl", "pidi_xl", "pose_xl")
@@ -51,12 +49,6 @@ CONTROLNET_SETTINGS: tuple[str, ...] = (*CONTROLNETS, "canny_xl", "depth_xl", "p
 MIN_PIXELS, MAX_PIXELS = MIN_SIZE * MIN_SIZE, MAX_SIZE * MAX_SIZE
 MAX_SEED = 2**32 - 1
 
-# Parameters of the seed's /api/invoke that are not built yet: refused by name, never ignored.
-NOT_SUPPORTED_YET = frozenset(
-    {
-        "upscale_diffusion_controlnet",
-    }
-)  # fmt: skip
 # Enfugue 0.3 renamed much of the payload; we implement the seed's (0.2) names.
 ENFUGUE_03_ONLY = frozenset({"layers", "prompts", "tiling_size", "tiling_stride", "tiling_mask_type"})
 
@@ -168,15 +160,12 @@ class InvokeRequest(UpscaleFields):
     def _refuse_unbuilt(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise PydanticCustomError("body", "the body must be a JSON object")
-        for key, value in data.items():
-            # null or false asks for nothing; anything else would be silently ignored.
-            if key in NOT_SUPPORTED_YET and value is not None and value is not False:
-                raise PydanticCustomError("not_supported", "{field}: not supported yet", {"field": key})
+        for key in data:
             if key in ENFUGUE_03_ONLY:
                 raise PydanticCustomError(
                     "not_supported", "{field}: not supported (an Enfugue 0.3 parameter)", {"field": key}
                 )
-        return {key: value for key, value in data.items() if key not in NOT_SUPPORTED_YET}
+        return data
 
     @field_validator("chunking_size", "chunking_blur")
     @classmethod

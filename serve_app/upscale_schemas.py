@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from serve_app.field_types import Chunking, GuidanceScale, Prompt, Steps, Strength
+from serve_app.field_types import Chunking, ControlNetKind, GuidanceScale, Prompt, Steps, Strength
 
 UpscaleMethod = Literal["esrgan", "esrganime", "gfpgan", "lanczos", "bilinear", "bicubic", "nearest"]
 Outscale = Literal[1, 2, 4, 8, 16]
@@ -28,8 +28,8 @@ def PerPass(kind: Any) -> Any:  # noqa: N802 - reads as a type in the fields bel
 # Values of the re-diffusion of each pass: given without `upscale_diffusion`, they would do nothing.
 DIFFUSION_VALUES = (
     "upscale_diffusion_steps", "upscale_diffusion_guidance_scale", "upscale_diffusion_strength",
-    "upscale_diffusion_prompt", "upscale_diffusion_negative_prompt", "upscale_diffusion_chunking_size",
-    "upscale_diffusion_chunking_blur",
+    "upscale_diffusion_prompt", "upscale_diffusion_negative_prompt", "upscale_diffusion_controlnet",
+    "upscale_diffusion_chunking_size", "upscale_diffusion_chunking_blur",
 )  # fmt: skip
 
 
@@ -45,6 +45,8 @@ class UpscaleFields(BaseModel):
     upscale_diffusion_strength: PerPass(Strength) | None = None
     upscale_diffusion_prompt: PerPass(Prompt) | None = None
     upscale_diffusion_negative_prompt: PerPass(Prompt) | None = None
+    # Each pass's ControlNet (tile is the common one), its control image made from the pass's input.
+    upscale_diffusion_controlnet: PerPass(ControlNetKind) | None = None
     # None: the invocation's chunking; doubled every pass (at most half the model's size) unless
     # the scale flags are false.
     upscale_diffusion_chunking_size: Chunking | None = None
@@ -57,6 +59,16 @@ class UpscaleFields(BaseModel):
     def _multiple_of_8(cls, value: int | None) -> int | None:
         if value is not None and value % 8:
             raise PydanticCustomError("multiple_of_8", "must be a multiple of 8, got {value}", {"value": value})
+        return value
+
+    @field_validator("upscale_diffusion_controlnet")
+    @classmethod
+    def _not_inpaint(cls, value: str | list[str] | None) -> str | list[str] | None:
+        """A pass's ControlNet reads the pass's own input: inpaint would need a mask no pass has."""
+        if value == "inpaint" or (isinstance(value, list) and "inpaint" in value):
+            raise PydanticCustomError(
+                "controlnet", "inpaint needs a mask, which an upscaling pass has not; choose another kind"
+            )
         return value
 
     @model_validator(mode="after")
@@ -74,7 +86,7 @@ class UpscaleFields(BaseModel):
                     "upscale", "{field}: applies to re-diffusing upscaled images; pass upscale_diffusion true",
                     {"field": given[0]},
                 )  # fmt: skip
-        for name in ("upscale", *DIFFUSION_VALUES[:5]):
+        for name in ("upscale", *DIFFUSION_VALUES[:6]):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) > self.upscale_passes:
                 raise PydanticCustomError(

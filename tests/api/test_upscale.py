@@ -150,3 +150,22 @@ def test_background_removal_needs_its_model_and_leaves_transparency(local_app: T
     assert (pixels[20:44, 20:44] == (200, 30, 30)).all() and not (pixels[:8, :8] == 255).all()
     (image,), steps = completed(local_app, {"remove_background": True})
     assert [step["kind"] for step in steps] == ["diffuse", "remove_background"] and image.mode == "RGBA"
+
+
+def test_a_passs_controlnet_needs_its_file_and_its_annotator_named_by_the_field(
+    local_app: TestClient, data_dir: Path
+) -> None:
+    body = {
+        "outscale": 2, "upscale": "nearest", "upscale_diffusion": True, "upscale_diffusion_steps": 10,
+        "upscale_diffusion_controlnet": "tile",
+    }  # fmt: skip
+    detail = error_of(local_app.post("/api/invoke", json=body), 400)
+    assert detail.startswith("upscale_diffusion_controlnet: tile needs the ControlNet file control_v11f1e_sd15_tile")
+    (DataPaths(data_dir).models("controlnet") / "control_v11f1e_sd15_tile.bin").write_bytes(b"")
+    _, steps = completed(local_app, body)
+    assert [step.get("controlnet") for step in steps] == [None, None, "tile"]
+    assert steps[2]["control"] == steps[2]["source"] == {"step": 1, "each": True}  # each upscaled image
+    depth = {**body, "upscale_diffusion_controlnet": "depth", "outscale": 2}
+    (DataPaths(data_dir).models("controlnet") / "control_v11f1p_sd15_depth.safetensors").write_bytes(b"")
+    detail = error_of(local_app.post("/api/invoke", json=depth), 400)
+    assert detail.startswith("upscale_diffusion_controlnet: making a depth control image needs the annotator file(s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from deployments.base import BaseRole
@@ -79,3 +80,59 @@ def test_the_controlnet_is_part_of_the_loaded_model(role: BaseRole) -> None:
     ).steps[0]
     assert isinstance(step, Diffuse | Inpaint) and step.model_id == "tiny//controlnet=tiny-canny"
     assert role.load(step.model_id).controlnet is not None and role.load("tiny").controlnet is None
+
+
+class RecordingRole(BaseRole):
+    """The Base role, recording each step's inputs and the control images its ControlNet received."""
+
+    def __init__(self, data_dir: str) -> None:
+        super().__init__(data_dir)
+        self.inputs: list[tuple[object, list[Image.Image]]] = []
+        self.conditions: list[torch.Tensor] = []
+
+    def load(self, model_id: str):  # noqa: ANN201 - as the base class
+        loaded = super().load(model_id)
+        if loaded.controlnet is not None:
+
+            def record(module: object, args: tuple, kwargs: dict) -> None:
+                self.conditions.append(kwargs["controlnet_cond"].detach().float().cpu())
+
+            loaded.controlnet.register_forward_pre_hook(record, with_kwargs=True)
+        return loaded
+
+    def run(self, loaded, step, inputs, reporter):  # noqa: ANN001, ANN201 - as the base class
+        self.inputs.append((step, list(inputs)))
+        return super().run(loaded, step, inputs, reporter)
+
+
+def test_each_upscaling_pass_runs_its_controlnet_on_its_own_input(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from deployments.demo import DEMO_CHECKPOINT_NAME, write_demo_checkpoint
+    from deployments.upscaler import UpscalerRole
+    from tests.api.test_upscale import completed
+    from tests.conftest import serve_locally
+
+    paths = DataPaths(tmp_path_factory.mktemp("passes")).ensure()
+    write_demo_checkpoint(paths.models("checkpoint"))
+    write_tiny_controlnet(paths.models("controlnet") / "control_v11f1e_sd15_tile.bin", tiny_controlnet())
+    base = RecordingRole(str(paths.root))
+    body = {
+        "model": DEMO_CHECKPOINT_NAME, "width": 64, "height": 64, "samples": 2, "outscale": 4, "upscale": "nearest",
+        "upscale_iterative": True, "upscale_diffusion": True, "upscale_diffusion_controlnet": ["tile"],
+        "upscale_diffusion_steps": 2, "upscale_diffusion_strength": 0.5,
+    }  # fmt: skip
+    with serve_locally(paths.root, roles={"base": base, "upscaler": UpscalerRole(str(paths.root))}) as client:
+        images, steps = completed(client, body)
+    assert [image.size for image in images] == [(256, 256)] * 2
+    assert [step["kind"] for step in steps] == ["diffuse", "upscale", "diffuse", "upscale", "diffuse"]
+    assert [step["controlnet"] for step in steps[::2]] == [None, "tile", "tile"]
+    passes = [(step, inputs) for step, inputs in base.inputs if step.controlnet == "tile"]  # type: ignore[attr-defined]
+    assert [inputs[0].size for _, inputs in passes] == [(128, 128), (256, 256)]
+    for _, inputs in passes:  # two samples: their upscaled images, then the same two as control images
+        sources, controls = inputs[:2], inputs[2:]
+        assert [np.asarray(c).tolist() for c in controls] == [np.asarray(s).tolist() for s in sources]
+    # What the ControlNet received (diffusers' [0, 1] tensor, the batch doubled for guidance): the inputs.
+    received = {tuple(condition.shape[-2:]): condition for condition in base.conditions}
+    for _, inputs in passes:
+        condition = received[inputs[0].size[::-1]]
+        expected = torch.stack([torch.from_numpy(np.asarray(image) / 255.0).permute(2, 0, 1) for image in inputs[2:]])
+        assert torch.allclose(condition[:2], expected.float(), atol=1 / 255 + 1e-4)

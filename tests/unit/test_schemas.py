@@ -40,7 +40,18 @@ def _detail(body: dict) -> str:
         ({"invert_mask": "yes"}, "invert_mask: Input should be a valid boolean"),
         ({"inpainter_size": 100}, "inpainter_size: must be a multiple of 8"),
         ({"nodes": [{"x": 0}]}, "nodes.0.y: Field required"),
-        ({"upscale_diffusion_controlnet": "tile"}, "upscale_diffusion_controlnet: not supported yet"),
+        (
+            {"outscale": 2, "upscale_diffusion_controlnet": "tile"},
+            "upscale_diffusion_controlnet: applies to re-diffusing upscaled images; pass upscale_diffusion true",
+        ),
+        (
+            {"outscale": 2, "upscale_diffusion": True, "upscale_diffusion_controlnet": ["tile", "inpaint"]},
+            "upscale_diffusion_controlnet: inpaint needs a mask, which an upscaling pass has not",
+        ),
+        (
+            {"outscale": 2, "upscale_diffusion": True, "upscale_diffusion_controlnet": ["tile", "tile"]},
+            "upscale_diffusion_controlnet: 2 values for 1 upscaling pass(es)",
+        ),
         ({"layers": []}, "layers: not supported (an Enfugue 0.3 parameter)"),
         ({"colour": "blue"}, "colour: unknown parameter"),
     ],

@@ -110,3 +110,24 @@ def test_rediffusion_chunking_doubles_every_pass_up_to_half_the_model() -> None:
     assert [step.chunking_blur for step in again] == [8, 16, 32, 32]
     fixed = Upscaling(4, iterative=True, methods=("nearest",), diffusion=True, scale_chunking_size=False)
     assert [step.chunking_size for step in plan(upscale=fixed).steps if isinstance(step, Diffuse)][1:] == [8, 8]
+
+
+def test_a_passs_controlnet_reads_each_upscaled_image_as_its_control_image() -> None:
+    from PIL import Image
+
+    upscaling = Upscaling(4, True, ("nearest",), diffusion=True, controlnets=(("tile", "tile.safetensors"),))
+    diffuse, first, pass_one, second, pass_two = plan(upscale=upscaling).steps
+    assert isinstance(first, Upscale) and isinstance(second, Upscale)
+    for step, upscaled in ((pass_one, 1), (pass_two, 3)):
+        assert isinstance(step, Diffuse)
+        assert (step.controlnet, step.controlnet_model, step.control) == (
+            "tile",
+            "tile.safetensors",
+            EachOutput(upscaled),
+        )
+        assert step.sources == (StepOutputs(upscaled, 0), StepOutputs(upscaled, 1)) and step.control_count == 2
+        assert step.model_id == "demo//controlnet=tile.safetensors"
+    images = [Image.new("RGB", (256, 256), colour) for colour in ("red", "blue")]
+    prepared = pass_two.prepare(list(images))  # type: ignore[union-attr]
+    assert [image.getpixel((0, 0)) for image in prepared] == [(255, 0, 0), (0, 0, 255)] * 2
+    assert diffuse.controlnet is None
