@@ -24,11 +24,10 @@ UPSCALE_FILES = {
     "esrganime": "RealESRGAN_x4plus_anime_6B.pth",
     "gfpgan": "GFPGANv1.4.pth",
 }
-GFPGAN_UNAVAILABLE = (
-    "gfpgan is not available: GFPGAN restores face crops aligned to a template, and finding the faces "
-    "needs a face detector (facexlib's RetinaFace, as GFPGAN and Enfugue use) that this server does not "
-    "ship; use esrgan or esrganime"
-)
+# gfpgan also needs a face detector (OpenCV's YuNet, in the upscaler folder: deployments/faces.py)
+# and upscales what is not a face with esrgan's file.
+FACE_DETECTOR_FILE = "face_detection_yunet_2023mar.onnx"
+GFPGAN_FILES = (UPSCALE_FILES["gfpgan"], FACE_DETECTOR_FILE, UPSCALE_FILES["esrgan"])
 # What the Upscaler role loads for Pillow's methods: nothing.
 PILLOW_MODEL = "pillow"
 

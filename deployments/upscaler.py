@@ -1,7 +1,8 @@
 """The Upscaler role: image models that are not diffusion, on one device.
 
-``Upscale`` steps run Real-ESRGAN files from the upscaler folder (through spandrel, tiled) or
-Pillow's filters; ``RemoveBackground`` steps run a segmentation model from the background
+``Upscale`` steps run Real-ESRGAN files from the upscaler folder (through spandrel, tiled),
+GFPGAN with a face detector before Real-ESRGAN (deployments/faces.py), or Pillow's filters;
+``RemoveBackground`` steps run a segmentation model from the background
 folder (through onnxruntime). Same shape as every role (deployments/role.py): models load by
 id through multiplexing, a step streams its progress (one per tile), and a closed stream stops
 it before its next tile.
@@ -10,13 +11,14 @@ it before its next tile.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
 
 from deployments.background import SegmenterError, load_segmenter, remove_background
-from deployments.image_steps import PILLOW_MODEL, RemoveBackground, Upscale
+from deployments.faces import FaceError, FaceRestorer
+from deployments.image_steps import FACE_DETECTOR_FILE, PILLOW_MODEL, UPSCALE_FILES, RemoveBackground, Upscale
 from deployments.pipelines import device_and_dtype
 from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.upscaling import UpscalerError, load_upscaler, resize, upscale
@@ -27,6 +29,13 @@ logger = logging.getLogger(__name__)
 
 # Folders a model id may name (``<folder>/<file>``).
 _FOLDERS = {"upscaler": "upscale", "background": "remove_background"}
+
+
+class FacesThenUpscale(NamedTuple):
+    """gfpgan: faces restored, then the whole image upscaled."""
+
+    restorer: FaceRestorer
+    upscaler: Any
 
 
 class UpscalerRole:
@@ -47,8 +56,13 @@ class UpscalerRole:
         try:
             if folder == "background":
                 return load_segmenter(path)
+            if name == UPSCALE_FILES["gfpgan"]:
+                detector = model_file(self._storage, folder, FACE_DETECTOR_FILE, field)
+                upscaler = model_file(self._storage, folder, UPSCALE_FILES["esrgan"], field)
+                restorer = FaceRestorer(path, detector, self.device)
+                return FacesThenUpscale(restorer, load_upscaler(upscaler, self.device, self.dtype))
             return load_upscaler(path, self.device, self.dtype)
-        except (UpscalerError, SegmenterError) as error:
+        except (UpscalerError, SegmenterError, FaceError) as error:
             raise BadRequestError(f"{field}: {error}") from error
 
     def run(
@@ -63,8 +77,11 @@ class UpscalerRole:
             elif model is None:
                 outputs.append(resize(image, step.method, step.scale))
             else:
+                upscaler = model
+                if isinstance(model, FacesThenUpscale):
+                    image, upscaler = model.restorer.restore(image), model.upscaler
                 with torch.inference_mode():
-                    outputs.append(upscale(model, image, step.scale, should_stop=lambda: reporter.stopped))
+                    outputs.append(upscale(upscaler, image, step.scale, should_stop=lambda: reporter.stopped))
             reporter.progress(index + 1, len(inputs))
         return outputs
 

@@ -7,9 +7,7 @@ context only and is cropped away, so no seam shows where tiles meet. A model's n
 repeated while it fits the wanted amount, and Lanczos makes up the rest, so the output is
 exactly ``outscale`` times the input.
 
-gfpgan is refused (``GFPGAN_UNAVAILABLE`` in deployments/image_steps.py): spandrel runs GFPGAN
-only on face crops aligned to its 512 x 512 template, and finding faces needs a face detector whose weights this server
-cannot load (see the message).
+gfpgan restores faces first (deployments/faces.py), then upscales the image as esrgan does.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import torch
 from PIL import Image
 from spandrel import ImageModelDescriptor, ModelLoader
 
-from deployments.image_steps import GFPGAN_UNAVAILABLE
 from deployments.role import Stopped
 
 logger = logging.getLogger(__name__)
@@ -54,7 +51,7 @@ def load_upscaler(path: Path, device: torch.device, dtype: torch.dtype) -> Image
     if not isinstance(descriptor, ImageModelDescriptor) or descriptor.input_channels != 3:
         raise UpscalerError(f"{path.name} is a {descriptor.architecture.id} model, not an RGB upscaling model")
     if descriptor.purpose == "FaceSR":
-        raise UpscalerError(f"{path.name} is a face restoration model; {GFPGAN_UNAVAILABLE}")
+        raise UpscalerError(f"{path.name} is a face restoration model: it runs as upscale gfpgan")
     supported = {torch.float16: descriptor.supports_half, torch.bfloat16: descriptor.supports_bfloat16}
     if not supported.get(dtype, True):
         dtype = torch.float32  # e.g. models that overflow in half precision

@@ -6,7 +6,7 @@ the queue to fail (plain file lookups, no torch).
 
 from __future__ import annotations
 
-from deployments.image_steps import BACKGROUND_FILE, BACKGROUND_INSTALL, GFPGAN_UNAVAILABLE, UPSCALE_FILES
+from deployments.image_steps import BACKGROUND_FILE, BACKGROUND_INSTALL, GFPGAN_FILES, UPSCALE_FILES
 from deployments.request import Upscaling
 from serve_app.errors import BadRequestError
 from serve_app.schemas import InvokeRequest
@@ -28,14 +28,13 @@ def upscaling(
         return None
     methods = _listed(request.upscale) or ("esrgan",)
     for method in methods:
-        if method == "gfpgan":
-            raise BadRequestError(f"upscale: {GFPGAN_UNAVAILABLE}")
-        name = UPSCALE_FILES.get(method)
-        if name is not None and storage.find_model("upscaler", name) is None:
-            raise BadRequestError(
-                f"upscale: {method} needs the file {name} in the upscaler folder; download it there "
-                "(POST /api/download with type upscaler) or choose lanczos, bicubic, bilinear or nearest"
-            )
+        names = GFPGAN_FILES if method == "gfpgan" else (UPSCALE_FILES.get(method),)
+        for name in names:
+            if name is not None and storage.find_model("upscaler", name) is None:
+                raise BadRequestError(
+                    f"upscale: {method} needs the file {name} in the upscaler folder; download it there "
+                    "(POST /api/download with type upscaler) or choose lanczos, bicubic, bilinear or nearest"
+                )
     return Upscaling(
         outscale=request.outscale,
         iterative=request.upscale_iterative,

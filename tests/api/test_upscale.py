@@ -57,7 +57,14 @@ def test_model_methods_need_their_file(local_app: TestClient, data_dir: Path) ->
     assert "upscale: esrgan needs the file RealESRGAN_x4plus.pth in the upscaler folder" in detail
     detail = error_of(local_app.post("/api/invoke", json={"outscale": 2, "upscale": "esrganime"}), 400)
     assert "RealESRGAN_x4plus_anime_6B.pth" in detail
-    assert "face detector" in error_of(local_app.post("/api/invoke", json={"outscale": 2, "upscale": "gfpgan"}), 400)
+    gfpgan = {"outscale": 2, "upscale": "gfpgan"}
+    for name in ("GFPGANv1.4.pth", "face_detection_yunet_2023mar.onnx", "RealESRGAN_x4plus.pth"):
+        assert f"upscale: gfpgan needs the file {name} in the upscaler folder" in error_of(
+            local_app.post("/api/invoke", json=gfpgan), 400
+        )
+        (DataPaths(data_dir).models("upscaler") / name).write_bytes(b"")
+    _, steps = completed(local_app, gfpgan)
+    assert (steps[1]["method"], steps[1]["model"]) == ("gfpgan", "GFPGANv1.4.pth")
     (DataPaths(data_dir).models("upscaler") / "RealESRGAN_x4plus.pth").write_bytes(b"")
     (image,), steps = completed(local_app, {"outscale": 4})
     assert image.size == (256, 256) and steps[1]["model"] == "RealESRGAN_x4plus.pth"
