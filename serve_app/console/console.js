@@ -178,7 +178,7 @@ function follow(status, prompt) {
   const card = el(
     "article",
     { class: "job", "data-uuid": status.uuid },
-    el("p", { class: "prompt" }, prompt ?? ""),
+    el("p", { class: "prompt" }, prompt ?? `invocation ${status.uuid}`), // a status carries no prompt
     line,
     el("progress", { max: 1 }),
     el("img", { class: "latest", alt: "", hidden: true }),
