@@ -135,10 +135,14 @@ def test_stop_as_a_user_leaves_another_users_job_running(http: httpx.Client) -> 
 def test_jobs_wait_round_robin_between_users_and_in_order_within_one(http: httpx.Client) -> None:
     """On one Base replica, user A queues six jobs, then user B two: B's first starts second, the
     two users alternate while both wait, and each user's run in the order they were sent (eight
-    in one exact order: by chance, about once in 40,000 runs)."""
+    in one exact order: by chance, about once in 40,000 runs).
+
+    Ordered by when each ended: a job ends once its Planner has saved its images and told the
+    Store, while the role already runs the next, so each job is long enough (60 steps, about 4 s
+    here) that a slow save cannot make a job end after the one that ran next."""
     roomy = {"max_queued_invocations": 16, "max_queued_invocations_per_user": 8}
     with _users(http, ("cal", "dee"), roomy) as (cal, dee):
-        job = {"width": 64, "height": 64, "num_inference_steps": 20, "chunking_size": 0}
+        job = {"width": 64, "height": 64, "num_inference_steps": 60, "chunking_size": 0}
         # The first runs while the others are sent: they all wait for it.
         sent = [(cal, {**job, "num_inference_steps": 200})] + [(cal, job)] * 5 + [(dee, job)] * 2
         uuids = []
