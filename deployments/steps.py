@@ -240,12 +240,13 @@ class Diffuse(_Denoise):
     kind: ClassVar[str] = "diffuse"
 
     def prepare(self, images: list[Image.Image]) -> list[Image.Image]:
-        if isinstance(self.control, EachOutput):  # each source image, then each as a control image
-            return [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in images] + [
-                self._control(image) for image in images
-            ]
-        control = [self._control(images.pop())] if self.control is not None else []
-        return [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in images] + control
+        # The control images: each source image itself (EachOutput), or its own, read last.
+        each = isinstance(self.control, EachOutput)
+        own = self.control is not None and not each
+        sources = images[:-1] if own else images
+        controls = images if each else images[-1:] if own else []
+        fitted = [self._scaled(flatten(fit_image(image, self.size, self.fit, self.anchor))) for image in sources]
+        return fitted + [self._control(image) for image in controls]
 
 
 @dataclass(frozen=True)
