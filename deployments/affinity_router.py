@@ -19,7 +19,10 @@ would find it free only at that job's next retry, up to the backoff later, on ev
 Which job a free replica takes, of those waiting for its model, is fair (deployments/turns.py):
 round-robin between users, oldest first within one (Serve's: the oldest). Jobs of other models
 wait for replicas ranked as above, so between users of different models the order is as fair as
-the replicas that hold their models are free.
+the replicas that hold their models are free. A freed replica is found free by several callers at
+once (the job's end, and each routing task's probe or cached queue length); each would hand it to
+the fairest job still waiting, a different one each time, and the replica takes whichever arrives
+first. So a replica handed to a job goes to no other until the replica has answered that job.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ SPILL_DEPTH = 2
 # How long a replica counts as holding a model it was sent: by then it has reported its models
 # (unless its load takes longer, and then it still holds the model's next job up).
 ROUTED_MEMORY_S = 60.0
+# How long a replica handed to a job waits for the job to reach it before others may have it: the
+# answer comes in milliseconds; a job cancelled between being handed the replica and being sent
+# never answers.
+HAND_OVER_S = 5.0
 # A job longer than this is forgotten: when it ends, its replica is found free at the next retry.
 RUNNING_MEMORY_S = 3600.0
 
@@ -109,11 +116,17 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         # Jobs running, by request id: their metadata (which names their model) and since when.
         self._running: dict[str, tuple[Any, float]] = {}
         self._rotation = Rotation()
+        # Replica id -> the request it was handed to, and until when it waits for its answer.
+        self._handed: dict[ReplicaID, tuple[str, float]] = {}
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
     ) -> list[list[RunningReplica]]:
         model_id = pending_request.metadata.multiplexed_model_id if pending_request else ""
+        if pending_request is not None:
+            # Serve's routing task asks again after a backoff only when this is set (its own
+            # ranking mixins set it); unset, each waiting job probes the busy replicas nonstop.
+            pending_request.routing_context.should_backoff = True
         if pending_request is None or not model_id:
             return rank(candidate_replicas, "")
         routed = self._recently_routed()
@@ -142,15 +155,20 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
         if not model_id:
             super()._fulfill_next_pending_request(replica, request_metadata)
             return
+        handed = self._handed.get(replica.replica_id)
+        if handed is not None and handed[1] > time.monotonic():
+            return  # found free again before it answered the job it was handed to
         waiting = self._pending_requests_by_model_id.get(model_id, ())
         chosen = self._rotation.fairest((request for request in waiting if not request.future.done()), turn_of)
         if chosen is not None:  # as Serve's mixin fulfils the one it picks
+            self._handed[replica.replica_id] = (chosen.metadata.internal_request_id, time.monotonic() + HAND_OVER_S)
             self._cancel_routing_task_for_pending_request(chosen)
             self._record_queue_wait_time(chosen)
             chosen.future.set_result(replica)
             self._remove_pending_request_from_indices(chosen)
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        self._answered(replica_id, pending_request.metadata.internal_request_id)
         self._rotation.taken(turn_of(pending_request))
         model_id = pending_request.metadata.multiplexed_model_id
         if model_id:
@@ -161,7 +179,9 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             self._running[pending_request.metadata.internal_request_id] = (pending_request.metadata, now)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
-        """Hand the freed replica to the next job waiting for the model it just ran."""
+        """Hand the freed replica to the next job waiting for the model it just ran. (Serve calls
+        this for a job the replica refused too: it waits again.)"""
+        self._answered(replica_id, internal_request_id)
         metadata, _ = self._running.pop(internal_request_id, (None, None))
         replica = self.curr_replicas.get(replica_id)
         if metadata is None or replica is None:
@@ -170,6 +190,11 @@ class ModelAffinityRouter(FIFOMixin, MultiplexMixin, RequestRouter):
             # Sent with Serve's rejection protocol: should the replica still count the ended
             # job, it refuses, and the job is routed again as usual.
             self._fulfill_next_pending_request(replica, metadata)
+
+    def _answered(self, replica_id: ReplicaID, request_id: str) -> None:
+        """The replica took the request, refused it, or ran it: it may be handed on."""
+        if self._handed.get(replica_id, ("",))[0] == request_id:
+            del self._handed[replica_id]
 
     def _forget_old(self, now: float) -> None:
         """Drop what no longer says anything: old routings, jobs waiting no more (routed by another's
