@@ -24,17 +24,18 @@ import httpx
 from bench.common import deploy, local_serve, open_queue
 from deployments.demo import DEMO_CHECKPOINT_NAME, write_demo_checkpoint
 from serve_app.app import build_app
-from serve_app.config import AppArgs, ReplicaOptions
+from serve_app.config import AppArgs, ReplicaOptions, RoleOptions
 
 JOBS, REPLICAS, IN_FLIGHT, TARGET = 20, 2, 4, 3
 CHECKPOINTS = (DEMO_CHECKPOINT_NAME, "demo-copy")
 
 
 def app_args(data_dir: Path, affinity: bool) -> AppArgs:
-    light = ReplicaOptions(num_cpus=0.1)
+    light, light_role = ReplicaOptions(num_cpus=0.1), RoleOptions(num_cpus=0.1)
     return AppArgs(
         data_dir=data_dir, ingress=light, store=light, planner=light, downloads=light,
-        base=ReplicaOptions(num_replicas=REPLICAS, num_cpus=1), inpainter=light, refiner=light, upscaler=light,
+        base=RoleOptions(num_replicas=REPLICAS, num_cpus=1), inpainter=light_role, refiner=light_role,
+        upscaler=light_role,
         model_affinity=affinity,
     )  # fmt: skip
 

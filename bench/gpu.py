@@ -4,7 +4,7 @@ SD1.5 (512x512, 50 steps) and SDXL (1024x1024, 30 steps) topologies with random 
 built from the config folders the project ships (deployments/model_configs.py), so nothing is
 downloaded. Each is saved as a diffusers folder into a fresh data folder; `enfugue-serve run`
 serves it, and the same pipeline is called directly in this process with the options the Base
-role uses on CUDA (fp16, SDPA, channels-last: deployments.pipelines.place). N interleaved runs;
+role uses on CUDA (fp16, SDPA, channels-last: deployments.acceleration.place). N interleaved runs;
 medians, the ratio, and seconds per image through the API.
 
 Targets (issue 6, on an H200): SD1.5 <= 1.0 s and SDXL <= 1.6 s per image through the API.
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py needs a CUDA GPU")
-    from deployments.pipelines import place
+    from deployments.acceleration import place
 
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; medians of {args.runs} after a warm-up")
     with tempfile.TemporaryDirectory() as data:

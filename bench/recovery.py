@@ -36,12 +36,12 @@ FINISHED = ("completed", "error", "cancelled")
 
 
 def app_args(data_dir: Path, planner_cpus: float = 0.25) -> Any:
-    from serve_app.config import AppArgs, ReplicaOptions
+    from serve_app.config import AppArgs, ReplicaOptions, RoleOptions
 
-    light = ReplicaOptions(num_cpus=0.25)
+    light, light_role = ReplicaOptions(num_cpus=0.25), RoleOptions(num_cpus=0.25)
     return AppArgs(
         data_dir=data_dir, ingress=light, store=light, planner=ReplicaOptions(num_cpus=planner_cpus),
-        base=ReplicaOptions(num_cpus=1, num_gpus=0), inpainter=light, refiner=light, upscaler=light,
+        base=RoleOptions(num_cpus=1, num_gpus=0), inpainter=light_role, refiner=light_role, upscaler=light_role,
     )  # fmt: skip
 
 

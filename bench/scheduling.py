@@ -25,7 +25,7 @@ import httpx
 from bench.common import deploy, local_serve, open_queue
 from deployments.role import role_deployment
 from serve_app.app import ROLES, bind_app
-from serve_app.config import AppArgs, ReplicaOptions
+from serve_app.config import AppArgs, ReplicaOptions, RoleOptions
 from tests.fake_role import DEMO_NAME, FakeRole, write_fake_checkpoint
 
 JOBS, REPLICAS, STEPS, STEP_SECONDS = 16, 4, 20, 0.1
@@ -38,11 +38,11 @@ AUTOSCALING = {
 }  # fmt: skip
 
 
-def fake_app(data_dir: Path, base: ReplicaOptions, step_seconds: float = STEP_SECONDS) -> object:
-    light = ReplicaOptions(num_cpus=0.1)
+def fake_app(data_dir: Path, base: RoleOptions, step_seconds: float = STEP_SECONDS) -> object:
+    light, light_role = ReplicaOptions(num_cpus=0.1), RoleOptions(num_cpus=0.1)
     args = AppArgs(
         data_dir=data_dir, ingress=light, store=light, planner=light, downloads=light,
-        base=base, inpainter=light, refiner=light, upscaler=light,
+        base=base, inpainter=light_role, refiner=light_role, upscaler=light_role,
     )  # fmt: skip
     fakes = {name: role_deployment(FakeRole, deployment.name) for name, deployment in ROLES.items()}
     return bind_app(args, fakes, (step_seconds,))
@@ -96,7 +96,7 @@ def main() -> None:
         data_dir = Path(folder)
         write_fake_checkpoint(data_dir / "checkpoint" / DEMO_NAME)
         with httpx.Client(base_url=url, timeout=60) as client:
-            deploy(fake_app(data_dir, ReplicaOptions(num_replicas=REPLICAS, num_cpus=0.1), step_seconds), url)
+            deploy(fake_app(data_dir, RoleOptions(num_replicas=REPLICAS, num_cpus=0.1), step_seconds), url)
             open_queue(client, JOBS)
             run_jobs(client)  # warm: each replica's first job, the Planner's handle
             makespans = [run_jobs(client) for _ in range(BURSTS)]
@@ -108,7 +108,7 @@ def main() -> None:
                 f"(target <= {TARGET})"
             )
 
-            autoscaled = ReplicaOptions(num_cpus=0.1, autoscaling_config=AUTOSCALING)
+            autoscaled = RoleOptions(num_cpus=0.1, autoscaling_config=AUTOSCALING)
             deploy(fake_app(data_dir, autoscaled, step_seconds), url)
             open_queue(client, JOBS)
             while base_replicas() != 1:  # the fixed deployment's replicas stopping

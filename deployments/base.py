@@ -24,6 +24,7 @@ from diffusers import (
 )
 from PIL import Image
 
+from deployments.acceleration import device_and_dtype, place, require_attention, vae_tiled
 from deployments.adapters import applied
 from deployments.annotators import Annotator
 from deployments.canvas import paste_back
@@ -33,17 +34,16 @@ from deployments.pipelines import (
     INPAINTING,
     REFINING,
     TEXT_TO_IMAGE,
-    device_and_dtype,
     generators,
     load_controlnet,
     load_pipeline,
     load_vae,
     make_scheduler,
-    place,
 )
 from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.safety import SafetyChecker, SafetyCheckerError, flagged, load_safety_checker
 from deployments.steps import Diffuse, Inpaint, ModelKey, Refine
+from serve_app.acceleration_schemas import Acceleration
 from serve_app.errors import BadRequestError
 from storage.files import DataPaths
 from storage.shared import SAFETY, shared_storage
@@ -70,11 +70,14 @@ class BaseRole:
     accepts: frozenset[str] = TEXT_TO_IMAGE
     purpose = "generate from text"
 
-    def __init__(self, data_dir: str, storage_url: str | None = None) -> None:
-        """Models come from ``storage_url`` (else ``data_dir``); generated configs stay in ``data_dir``."""
+    def __init__(self, data_dir: str, storage_url: str | None = None, acceleration: Acceleration | None = None) -> None:
+        """Models come from ``storage_url`` (else ``data_dir``); generated configs stay in ``data_dir``.
+        ``acceleration``: how the models run on the device (deployments/acceleration.py)."""
+        self._acceleration = acceleration or Acceleration()
+        require_attention(self._acceleration)
         self._paths = DataPaths(Path(data_dir))
         self._storage = shared_storage(data_dir, storage_url)
-        self.device, _ = device_and_dtype(None)
+        self.device, _ = device_and_dtype(None, self._acceleration)
         self._checker: SafetyChecker | None = None
 
     def load(self, model_id: str) -> Loaded:
@@ -83,7 +86,7 @@ class BaseRole:
         kind in the annotators folder, if any, and the precision the weights are loaded in
         (``ModelKey``)."""
         key = ModelKey.decode(model_id)
-        _, dtype = device_and_dtype(key.precision)
+        _, dtype = device_and_dtype(key.precision, self._acceleration)
         path = self._find("checkpoint", key.checkpoint, "model")
         logger.info("loading checkpoint %s on %s in %s", model_id, self.device, dtype)
         pipeline = load_pipeline(path, self._paths.configs, dtype, self.accepts, self.purpose)
@@ -92,12 +95,12 @@ class BaseRole:
         controlnet = None
         if key.controlnet is not None:
             found = self._find("controlnet", key.controlnet, "controlnet")
-            controlnet = place(load_controlnet(found, pipeline.unet, dtype), self.device)
+            controlnet = place(load_controlnet(found, pipeline.unet, dtype), self.device, self._acceleration)
         annotator = None
         if key.annotator is not None:
             files = [self._find("annotators", name, "controlnet") for name in ANNOTATOR_FILES[key.annotator]]
             annotator = Annotator(key.annotator, files, self.device)
-        return Loaded(place(pipeline, self.device), controlnet, annotator)
+        return Loaded(place(pipeline, self.device, self._acceleration), controlnet, annotator)
 
     def _find(self, kind: str, name: str, field: str) -> Path:
         return model_file(self._storage, kind, name, field)
@@ -112,11 +115,12 @@ class BaseRole:
         if loaded.annotator is not None:  # the control images, last of the inputs, made here
             count = step.control_count
             inputs = [*inputs[:-count], *(loaded.annotator(photo) for photo in inputs[-count:])]
-        if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
-            with applied(loaded.pipeline, step, self._storage):
-                outputs = _chunked(loaded.pipeline, step, inputs, reporter)
-        else:
-            outputs = self._pipeline_run(loaded, step, inputs, reporter)
+        with vae_tiled(loaded.pipeline.vae, step.size, self._acceleration):
+            if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
+                with applied(loaded.pipeline, step, self._storage):
+                    outputs = _chunked(loaded.pipeline, step, inputs, reporter)
+            else:
+                outputs = self._pipeline_run(loaded, step, inputs, reporter)
         # Diffused scaled up to the model's size (scale_to_model_size): back to the canvas.
         outputs = [
             output if output.size == step.size else output.resize(step.size, Image.Resampling.LANCZOS)

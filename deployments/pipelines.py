@@ -65,28 +65,6 @@ class _Shape(NamedTuple):
     shape: tuple[int, ...]
 
 
-def device_and_dtype(precision: str | None) -> tuple[torch.device, torch.dtype]:
-    """CUDA in half precision when available (unless ``precision`` is "full"); else CPU, full."""
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.float32 if precision == "full" else torch.float16
-    return torch.device("cpu"), torch.float32
-
-
-def place(pipeline: DiffusionPipeline, device: torch.device) -> DiffusionPipeline:
-    """The pipeline on ``device``, laid out as runs fastest there.
-
-    On CUDA the convolution-heavy UNet and VAE take channels-last tensors (cuDNN's native
-    layout for half precision). Attention is PyTorch's SDPA, diffusers' default.
-    """
-    pipeline = pipeline.to(device)
-    if device.type == "cuda":
-        for name in ("unet", "vae"):
-            component = getattr(pipeline, name, None)
-            if component is not None:
-                component.to(memory_format=torch.channels_last)
-    return pipeline
-
-
 def detect_family(path: Path) -> str:
     """The checkpoint family (diffusers' model type) from tensor names and shapes."""
     if path.suffix.lower() == ".safetensors":

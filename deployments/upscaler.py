@@ -16,12 +16,13 @@ from typing import Any, NamedTuple
 import torch
 from PIL import Image
 
+from deployments.acceleration import device_and_dtype
 from deployments.background import SegmenterError, load_segmenter, remove_background
 from deployments.faces import FaceError, FaceRestorer
 from deployments.image_steps import FACE_DETECTOR_FILE, PILLOW_MODEL, UPSCALE_FILES, RemoveBackground, Upscale
-from deployments.pipelines import device_and_dtype
 from deployments.role import Reporter, Stopped, model_file, role_deployment
 from deployments.upscaling import UpscalerError, load_upscaler, resize, upscale
+from serve_app.acceleration_schemas import Acceleration
 from serve_app.errors import BadRequestError
 from storage.shared import shared_storage
 
@@ -39,10 +40,11 @@ class FacesThenUpscale(NamedTuple):
 
 
 class UpscalerRole:
-    def __init__(self, data_dir: str, storage_url: str | None = None) -> None:
-        """Models come from ``storage_url`` (else ``data_dir``)."""
+    def __init__(self, data_dir: str, storage_url: str | None = None, acceleration: Acceleration | None = None) -> None:
+        """Models come from ``storage_url`` (else ``data_dir``); ``acceleration``: of its options, the
+        half precision applies (the upscalers are not diffusers models)."""
         self._storage = shared_storage(data_dir, storage_url)
-        self.device, self.dtype = device_and_dtype(None)
+        self.device, self.dtype = device_and_dtype(None, acceleration or Acceleration())
 
     def load(self, model_id: str) -> Any:
         """``pillow`` (nothing to load), ``upscaler/<file>`` or ``background/<file>``."""

@@ -37,7 +37,8 @@ def build_app(args: AppArgs) -> Application:
 
 def bind_app(args: AppArgs, role_deployments: Mapping[str, Deployment], role_args: tuple[Any, ...] = ()) -> Application:
     """The application with these model role deployments (benchmarks bind fake ones, with
-    ``role_args``; the real ones take the data folder and the storage URL). Every deployment's options come from
+    ``role_args``; the real ones take the data folder and the storage URL; each its role's
+    ``acceleration``). Every deployment's options come from
     ``args``: those set, over its decorator's defaults."""
     data_dir = str(DataPaths(args.data_dir).ensure().root)
     initial_password = args.initial_password.get_secret_value() if args.initial_password else None
@@ -51,10 +52,11 @@ def bind_app(args: AppArgs, role_deployments: Mapping[str, Deployment], role_arg
         storage_url=args.storage_url,
     )
     role_args = role_args or (data_dir, args.storage_url)
-    roles = {
-        name: deployment.options(**getattr(args, name).deployment_options(_MODEL_ENV)).bind(*role_args)
-        for name, deployment in role_deployments.items()
-    }
+    roles = {}
+    for name, deployment in role_deployments.items():
+        options = getattr(args, name)
+        deployment = deployment.options(**options.deployment_options(_MODEL_ENV))
+        roles[name] = deployment.bind(*role_args, acceleration=options.acceleration)
     # A stopping Planner lets the jobs on a role run on until shortly before Serve would kill it.
     grace = args.planner.graceful_shutdown_timeout_s
     planner = Planner.options(**args.planner.deployment_options()).bind(

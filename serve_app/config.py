@@ -23,12 +23,16 @@ from pydantic import (
     model_validator,
 )
 
+from serve_app.acceleration_schemas import Acceleration
+
 
 def default_data_dir() -> Path:
     return Path(user_cache_dir("enfugue-serve", appauthor=False))
 
 
 _ACTOR_KEYS = {"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"}
+# Options of a model role that are its constructor's, not Serve's.
+_ROLE_KEYS = {"acceleration"}
 
 
 class ReplicaOptions(BaseModel):
@@ -86,8 +90,14 @@ class ReplicaOptions(BaseModel):
         actor = self.model_dump(include=_ACTOR_KEYS, exclude_none=True)
         if runtime_env:
             actor["runtime_env"] = runtime_env
-        serve = self.model_dump(exclude=_ACTOR_KEYS, exclude_none=True)
+        serve = self.model_dump(exclude=_ACTOR_KEYS | _ROLE_KEYS, exclude_none=True)
         return {**serve, "ray_actor_options": actor}
+
+
+class RoleOptions(ReplicaOptions):
+    """A model role's deployment options, and how it runs its models."""
+
+    acceleration: Acceleration = Field(default_factory=Acceleration)
 
 
 class AppArgs(BaseModel):
@@ -114,15 +124,15 @@ class AppArgs(BaseModel):
     planner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     # Model roles run on the CPU unless their num_gpus is declared (the Serve config of a GPU
     # cluster, or `enfugue-serve run` on a machine with a GPU).
-    base: ReplicaOptions = Field(default_factory=ReplicaOptions)
+    base: RoleOptions = Field(default_factory=RoleOptions)
     # Inpainting with a configured inpainter checkpoint (without one, the base inpaints), and
     # refining. Their replicas load a model only when such a job comes; a quarter CPU each keeps
     # the default app on two cores.
-    inpainter: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
-    refiner: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.25))
+    inpainter: RoleOptions = Field(default_factory=lambda: RoleOptions(num_cpus=0.25))
+    refiner: RoleOptions = Field(default_factory=lambda: RoleOptions(num_cpus=0.25))
     # Upscaling (Real-ESRGAN, Pillow) and background removal; with it the default app asks for
     # the two cores of a small machine, no more.
-    upscaler: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
+    upscaler: RoleOptions = Field(default_factory=lambda: RoleOptions(num_cpus=0.1))
     downloads: ReplicaOptions = Field(default_factory=lambda: ReplicaOptions(num_cpus=0.1))
     # Model affinity: a job goes to a replica of its role that already holds its model (while one
     # is free within about a second); off, to any free replica. Off only to measure it (bench/affinity.py).

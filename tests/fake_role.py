@@ -44,7 +44,8 @@ class FakeRole:
     step's solid colour covers only its repaint mask, as a real role's output does; a ``Refine``
     step returns the negatives of its inputs."""
 
-    def __init__(self, step_seconds: float = 0.005, checkpoints: Path | None = None) -> None:
+    def __init__(self, step_seconds: float = 0.005, checkpoints: Path | None = None, acceleration: Any = None) -> None:
+        """``acceleration``: taken as a real role takes it (a fake runs no model)."""
         self.step_seconds = step_seconds
         self._checkpoints = checkpoints
         self.loads: list[str] = []

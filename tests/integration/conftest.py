@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.config import AppArgs, ReplicaOptions
+from serve_app.config import AppArgs, ReplicaOptions, RoleOptions
 
 
 def _free_port() -> int:
@@ -69,10 +69,10 @@ def small_app_args(data_dir: Path) -> AppArgs:
         ingress=light,
         store=light,
         planner=light,
-        base=ReplicaOptions(num_cpus=1, num_gpus=0),
-        inpainter=ReplicaOptions(num_cpus=0.5, num_gpus=0),
-        refiner=ReplicaOptions(num_cpus=0.5, num_gpus=0),
-        upscaler=ReplicaOptions(num_cpus=0.5, num_gpus=0),
+        base=RoleOptions(num_cpus=1, num_gpus=0),
+        inpainter=RoleOptions(num_cpus=0.5, num_gpus=0),
+        refiner=RoleOptions(num_cpus=0.5, num_gpus=0),
+        upscaler=RoleOptions(num_cpus=0.5, num_gpus=0),
     )
 
 

@@ -79,7 +79,7 @@ def test_a_redeploy_with_a_changed_option_ends_every_job_completed(ray_serve: st
 
     from deployments.demo import write_demo_checkpoint
     from serve_app.app import build_app
-    from serve_app.config import ReplicaOptions
+    from serve_app.config import ReplicaOptions, RoleOptions
     from storage.files import DataPaths
 
     paths = DataPaths(tmp_path).ensure()
@@ -93,7 +93,7 @@ def test_a_redeploy_with_a_changed_option_ends_every_job_completed(ray_serve: st
             waiting = [_invoke(http, **WAITING, seed=seed)["uuid"] for seed in (2, 3)]
 
             changed = args.model_copy(
-                update={"planner": ReplicaOptions(num_cpus=0.3), "base": ReplicaOptions(num_cpus=0.9, num_gpus=0)}
+                update={"planner": ReplicaOptions(num_cpus=0.3), "base": RoleOptions(num_cpus=0.9, num_gpus=0)}
             )
             serve.run(build_app(changed), name="enfugue", route_prefix="/")
             deployments = serve.status().applications["enfugue"].deployments

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from serve_app.config import ReplicaOptions
+from serve_app.config import RoleOptions
 from tests.conftest import wait_for
 from tests.integration.conftest import small_app_args
 
@@ -62,7 +62,7 @@ def pinned(
 
     data, shared = DataPaths(tmp_path_factory.mktemp("data")), DataPaths(tmp_path_factory.mktemp("shared")).ensure()
     write_demo_checkpoint(shared.models("checkpoint"))
-    base = ReplicaOptions(num_cpus=1, resources={RESOURCE: 1})
+    base = RoleOptions(num_cpus=1, resources={RESOURCE: 1})
     args = small_app_args(data.root).model_copy(update={"base": base, "storage_url": shared.root.as_uri()})
     serve.run(build_app(args), name="enfugue", route_prefix="/")
     try:

@@ -101,6 +101,10 @@ def test_every_option_reaches_its_deployment(tmp_path: Path) -> None:
         ({"num_gpu": 1}, "Extra inputs are not permitted"),
         ({"num_gpus": -1}, "greater than or equal to 0"),
         ({"placement_group_strategy": "TIGHT"}, "'PACK', 'SPREAD', 'STRICT_PACK' or 'STRICT_SPREAD'"),
+        ({"acceleration": {"attention": "flash"}}, "'sdpa' or 'xformers'"),
+        ({"acceleration": {"half": "float8"}}, "'float16' or 'bfloat16'"),
+        ({"acceleration": {"compiled": True}}, "Extra inputs are not permitted"),
+        ({"acceleration": {"vae_tiling_above": -1}}, "greater than or equal to 0"),
     ],
 )
 def test_invalid_options_are_refused(options: dict[str, Any], detail: str) -> None:
@@ -161,3 +165,19 @@ def test_a_fresh_storage_elsewhere_gets_the_demo_checkpoint_once() -> None:
         assert storage.fs.info(storage.path("checkpoint", "tiny-random-demo-noise-only/model_index.json")) == written
     finally:
         fsspec.filesystem("memory").rm("/fresh-storage", recursive=True)
+
+
+def test_each_model_role_gets_its_own_acceleration_and_serve_never_sees_it(tmp_path: Path) -> None:
+    """As a Serve config sets it: ``base: {num_gpus: 1, acceleration: {...}}``."""
+    from serve_app.acceleration_schemas import Acceleration
+
+    base = {"num_gpus": 1, "acceleration": {"half": "bfloat16", "compile": True, "vae_tiling_above": 0}}
+    args = AppArgs(data_dir=tmp_path, base=base)
+    assert "acceleration" not in args.base.deployment_options()
+    deployments = deployments_of(args)
+    chosen = Acceleration(half="bfloat16", compile=True, vae_tiling_above=0)
+    assert deployments["Base"].init_kwargs == {"acceleration": chosen}
+    for name in ("Inpainter", "Refiner", "Upscaler"):
+        assert deployments[name].init_kwargs == {"acceleration": Acceleration()}, name
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        AppArgs(planner={"acceleration": {}})  # not a model role

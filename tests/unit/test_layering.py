@@ -24,6 +24,7 @@ LEAVES = frozenset(
         "serve_app.node_schemas",
         "serve_app.datauri",
         "serve_app.metrics",
+        "serve_app.acceleration_schemas",
     }  # fmt: skip
 )
 
