@@ -30,12 +30,13 @@ browser:
 	fi
 
 # Without PYTEST_ARGS: the API tier first, with torch unimportable (the ingress, the Store, the
-# Planner and the fake role need none of it), then every other tier.
+# Planner and the fake role need none of it), then every other tier, tests/gpu on the CPU (tiny
+# models, small sizes: everything but CUDA; on a GPU machine: pytest --gpu tests/gpu).
 test: $(INSTALLED) browser
 	$(VENV)/bin/ruff check .
 ifeq ($(strip $(PYTEST_ARGS)),)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -p tests.no_torch tests/api
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest --ignore=tests/api
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest --ignore=tests/api --gpu --gpu-device cpu
 else
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 endif

@@ -9,10 +9,12 @@ its models apart from the base.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from diffusers import (
@@ -54,13 +56,24 @@ logger = logging.getLogger(__name__)
 CHUNK_BATCH = 4
 
 
-class Loaded(NamedTuple):
+@dataclass
+class Loaded:
     """What a role keeps loaded for a model id: the pipeline, and its ControlNet and annotator if
     the id has them."""
 
     pipeline: DiffusionPipeline
     controlnet: ControlNetModel | None = None
     annotator: Annotator | None = None
+
+    def __del__(self) -> None:
+        """Serve calls this when its replica drops the model for another (the least recently used
+        goes): the weights' device memory is given back now, not kept in PyTorch's cache, so that
+        the next model (or another replica on the same GPU) has it."""
+        for name in ("pipeline", "controlnet", "annotator"):
+            self.__dict__.pop(name, None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 class BaseRole:

@@ -21,13 +21,29 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--gpu", action="store_true", help="run the tests that need an accelerator")
+    parser.addoption("--gpu", action="store_true", help="run the tests that need an accelerator (tests/gpu)")
+    parser.addoption(
+        "--gpu-device", choices=("cuda", "cpu"), default="cuda",
+        help="where --gpu runs them: cuda (full-size models), or cpu (tiny models, small sizes), to prove all but CUDA",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--gpu") and config.getoption("--gpu-device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.exit(
+                f"--gpu: PyTorch {torch.__version__} finds no CUDA device here (torch.cuda.is_available() is "
+                "False); add --gpu-device cpu to run the GPU tests on the CPU at small sizes",
+                returncode=4,
+            )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--gpu"):
         return
-    skip = pytest.mark.skip(reason="needs an accelerator: pass --gpu")
+    skip = pytest.mark.skip(reason="needs an accelerator: pass --gpu (or --gpu --gpu-device cpu)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
@@ -149,9 +165,7 @@ def serve_over_http(data_dir: Path, role: Any = None, **options: Any) -> Iterato
     from serve_app.ingress import create_api
 
     local = local_services(data_dir, role, **options)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_api(local.services), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -168,3 +182,57 @@ def serve_over_http(data_dir: Path, role: Any = None, **options: Any) -> Iterato
 def local_app(data_dir: Path) -> Iterator[Any]:
     with serve_locally(data_dir) as client:
         yield client
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# One local Ray cluster for the whole test session (tests/integration, tests/gpu).
+
+
+@pytest.fixture(scope="session")
+def metrics_port() -> int:
+    """Where the session cluster's node serves its Prometheus metrics."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def dashboard_port() -> int:
+    """Where the session cluster's dashboard takes Ray jobs (``ray job submit --address``)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_serve(metrics_port: int, dashboard_port: int) -> Iterator[str]:
+    """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
+    import ray
+    from ray import serve
+
+    from serve_app.local_ray import start_local_ray
+
+    port = free_port()
+    # Logical CPUs: replicas reserve fractions of them; the machine has 2 real cores.
+    start_local_ray(
+        num_cpus=8,
+        # As the head of cluster.yaml: the Serve config pins the CPU roles to it (test_serve_config).
+        resources={"enfugue_head": 1},
+        # The dashboard only for its job server: batches are submitted as Ray jobs (test_batch_job).
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
+        _metrics_export_port=metrics_port,
+        # Metrics reach the endpoint within a second, not Ray's default ten.
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
+    # One HTTP proxy, on the head: a second node on this machine (test_two_nodes) would want the same port.
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()

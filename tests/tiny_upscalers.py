@@ -47,11 +47,14 @@ def esrgan_state_dict(scale: int = 4, features: int = 8, blocks: int = 1, seed: 
     return state
 
 
-def write_tiny_esrgan(folder: Path, name: str = "RealESRGAN_x4plus.pth", scale: int = 4, seed: int = 0) -> Path:
-    """The tiny model as ``folder/name``: a .pth as Real-ESRGAN ships it, or a flat .safetensors."""
+def write_tiny_esrgan(
+    folder: Path, name: str = "RealESRGAN_x4plus.pth", scale: int = 4, seed: int = 0, features: int = 8, blocks: int = 1
+) -> Path:
+    """The tiny model as ``folder/name``: a .pth as Real-ESRGAN ships it, or a flat .safetensors.
+    ``features=64, blocks=23`` is RealESRGAN_x4plus's own size."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    state = esrgan_state_dict(scale=scale, seed=seed)
+    state = esrgan_state_dict(scale=scale, features=features, blocks=blocks, seed=seed)
     if path.suffix == ".safetensors":
         save_file(state, str(path))
     else:

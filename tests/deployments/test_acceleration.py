@@ -104,3 +104,15 @@ def test_half_precision_is_the_chosen_one_on_cuda_and_full_stays_float32(monkeyp
     assert device_and_dtype(None) == (torch.device("cuda"), torch.float16)
     assert device_and_dtype(None, Acceleration(half="bfloat16"))[1] == torch.bfloat16
     assert device_and_dtype("full", Acceleration(half="bfloat16"))[1] == torch.float32
+
+
+def test_a_model_its_replica_drops_lets_go_of_its_weights_at_once(paths: DataPaths) -> None:
+    """Serve calls the loaded model's ``__del__`` when its replica loads another in its place; the
+    weights must go then (on a GPU, back to the device), though Serve still holds the object."""
+    import weakref
+
+    role = BaseRole(str(paths.root))
+    loaded = role.load("tiny")
+    unet = weakref.ref(loaded.pipeline.unet)
+    loaded.__del__()
+    assert unet() is None

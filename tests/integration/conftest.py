@@ -1,8 +1,7 @@
-"""One local Ray cluster for the whole test session; the app deployed on it over real HTTP."""
+"""The app deployed over real HTTP on the session's local Ray cluster (``ray_serve``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,56 +9,6 @@ import httpx
 import pytest
 
 from serve_app.config import AppArgs, ReplicaOptions, RoleOptions
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def metrics_port() -> int:
-    """Where the session cluster's node serves its Prometheus metrics."""
-    return _free_port()
-
-
-@pytest.fixture(scope="session")
-def dashboard_port() -> int:
-    """Where the session cluster's dashboard takes Ray jobs (``ray job submit --address``)."""
-    return _free_port()
-
-
-@pytest.fixture(scope="session")
-def ray_serve(metrics_port: int, dashboard_port: int) -> Iterator[str]:
-    """A local Ray cluster with Serve's HTTP proxy on a free port; yields the base URL."""
-    import ray
-    from ray import serve
-
-    from serve_app.local_ray import start_local_ray
-
-    port = _free_port()
-    # Logical CPUs: replicas reserve fractions of them; the machine has 2 real cores.
-    start_local_ray(
-        num_cpus=8,
-        # As the head of cluster.yaml: the Serve config pins the CPU roles to it (test_serve_config).
-        resources={"enfugue_head": 1},
-        # The dashboard only for its job server: batches are submitted as Ray jobs (test_batch_job).
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=dashboard_port,
-        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
-        _metrics_export_port=metrics_port,
-        # Metrics reach the endpoint within a second, not Ray's default ten.
-        _system_config={"metrics_report_interval_ms": 1000},
-    )
-    # One HTTP proxy, on the head: a second node on this machine (test_two_nodes) would want the same port.
-    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def small_app_args(data_dir: Path) -> AppArgs:

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import _free_port
+from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ def test_a_signal_at_any_moment_stops_the_server_and_frees_the_database(tmp_path
 
     (tmp_path / "checkpoint").mkdir()
     write_demo_checkpoint(tmp_path / "checkpoint")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
 
     # A Ctrl+C the moment the API first answers, while the command is still finishing its start.
