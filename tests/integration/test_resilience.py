@@ -24,20 +24,15 @@ QUICK = {"prompt": "quick", "width": 64, "height": 64, "num_inference_steps": 2,
 
 
 def kill_replica(deployment: str) -> None:
-    """SIGKILL the replica's process, found by the title Ray gives it (no dashboard here)."""
-    title = f"ServeReplica:enfugue:{deployment}"
-    pids = [
-        int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and title in _command_line(entry)
-    ]
+    """SIGKILL the replica's process, asked of this session's cluster (its state API: another Ray
+    cluster on the machine may run replicas of the same title)."""
+    import ray
+    from ray.util.state import list_actors
+
+    filters = [("class_name", "=", f"ServeReplica:enfugue:{deployment}"), ("state", "=", "ALIVE")]
+    pids = [actor.pid for actor in list_actors(address=ray.get_runtime_context().gcs_address, filters=filters)]
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
-
-
-def _command_line(process: Path) -> str:
-    try:
-        return (process / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def running(http: httpx.Client, uuid: str) -> dict:
