@@ -79,3 +79,17 @@ def vae_tiled(vae: Any, size: tuple[int, int], acceleration: Acceleration = DEFA
         yield True
     finally:
         vae.disable_tiling()
+
+
+@contextlib.contextmanager
+def vae_upcast(vae: Any) -> Iterator[torch.dtype]:
+    """The VAE in float32 while in use when its config says float16 overflows in it (SDXL's VAE;
+    bfloat16 has float32's range); yields the dtype its inputs take."""
+    if not (getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16):
+        yield vae.dtype
+        return
+    vae.to(torch.float32)
+    try:
+        yield torch.float32
+    finally:
+        vae.to(torch.float16)

@@ -31,7 +31,7 @@ from deployments.adapters import applied
 from deployments.annotators import Annotator
 from deployments.canvas import paste_back
 from deployments.control import ANNOTATOR_FILES, inpaint_condition
-from deployments.multidiffusion import chunked_denoise
+from deployments.multidiffusion import chunked_denoise, decode
 from deployments.pipelines import (
     INPAINTING,
     REFINING,
@@ -303,18 +303,6 @@ def _chunked(
             raise Stopped
         outputs += images
     return outputs
-
-
-def decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
-    """Latents as images, as the pipeline's own last step makes them (a VAE pass)."""
-    vae = pipe.vae
-    scaled = latents / vae.config.scaling_factor
-    if getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16:  # SDXL's VAE overflows in fp16
-        decoded = vae.to(torch.float32).decode(scaled.float(), return_dict=False)[0]
-        vae.to(torch.float16)
-    else:
-        decoded = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
-    return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
 class InpainterRole(BaseRole):

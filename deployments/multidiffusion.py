@@ -11,9 +11,8 @@ The text embeddings are computed once, by the pipeline's own ``encode_prompt``.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from deployments.acceleration import vae_upcast
 from deployments.steps import LATENT_SCALE
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
@@ -84,19 +84,6 @@ def feather_weights(boxes: list[Box], width: int, height: int, blur: int) -> lis
         weight / total[top // LATENT_SCALE : bottom // LATENT_SCALE, left // LATENT_SCALE : right // LATENT_SCALE]
         for weight, (left, top, right, bottom) in zip(raw, boxes, strict=True)
     ]
-
-
-@contextlib.contextmanager
-def _vae_precision(vae: Any) -> Iterator[torch.dtype]:
-    """The VAE in float32 while in use when its config says fp16 overflows (SDXL's VAE)."""
-    if not (getattr(vae.config, "force_upcast", False) and vae.dtype == torch.float16):
-        yield vae.dtype
-        return
-    vae.to(torch.float32)
-    try:
-        yield torch.float32
-    finally:
-        vae.to(torch.float16)
 
 
 @torch.inference_mode()
@@ -225,7 +212,7 @@ def chunked_denoise(
             return []
 
     # 7. Decode the whole canvas at once.
-    return _decode(pipeline, latents)
+    return decode(pipeline, latents)
 
 
 def _per_item(conditioning: torch.Tensor, size: int, guided: bool) -> torch.Tensor:
@@ -251,15 +238,16 @@ def _encode(
 ) -> torch.Tensor:
     """The image's latents, one VAE sample per generator (as diffusers' img2img draws them)."""
     vae = pipeline.vae
-    with _vae_precision(vae) as dtype:
+    with vae_upcast(vae) as dtype:
         pixels = pipeline.image_processor.preprocess(image, height=height, width=width)
         pixels = pixels.to(pipeline._execution_device, dtype)
         samples = [vae.encode(pixels).latent_dist.sample(one) for one in generator]
     return torch.cat(samples) * vae.config.scaling_factor
 
 
-def _decode(pipeline: Any, latents: torch.Tensor) -> list[Image.Image]:
+def decode(pipeline: Any, latents: torch.Tensor) -> list[Image.Image]:
+    """Latents as images, as a pipeline's own last step makes them (a VAE pass)."""
     vae = pipeline.vae
-    with _vae_precision(vae) as dtype:
+    with vae_upcast(vae) as dtype:
         decoded = vae.decode((latents / vae.config.scaling_factor).to(dtype), return_dict=False)[0]
     return pipeline.image_processor.postprocess(decoded, output_type="pil")

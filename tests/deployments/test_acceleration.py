@@ -116,3 +116,19 @@ def test_a_model_its_replica_drops_lets_go_of_its_weights_at_once(paths: DataPat
     unet = weakref.ref(loaded.pipeline.unet)
     loaded.__del__()
     assert unet() is None
+
+
+def test_a_vae_that_overflows_in_float16_runs_in_float32_while_in_use() -> None:
+    """SDXL's VAE (force_upcast in its config) decodes in float32 and goes back to float16 after;
+    in bfloat16 (float32's range) it stays as it is."""
+    from diffusers import AutoencoderKL
+
+    from deployments.acceleration import vae_upcast
+    from deployments.demo import tiny_vae
+
+    vae = AutoencoderKL.from_config({**tiny_vae(0, 0.13025).config, "force_upcast": True}).to(torch.float16)
+    with vae_upcast(vae) as dtype:
+        assert dtype == vae.dtype == torch.float32
+    assert vae.dtype == torch.float16
+    with vae_upcast(vae.to(torch.bfloat16)) as dtype:
+        assert dtype == vae.dtype == torch.bfloat16
