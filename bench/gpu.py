@@ -8,9 +8,9 @@ role uses by default (fp16, SDPA, channels-last on CUDA: deployments.acceleratio
 interleaved runs; medians, the ratio, seconds per image through the API, and the peak GPU memory
 (of this process's direct calls, and of the whole GPU while the server ran).
 
-``--compare KEY=VALUE`` (an option of a role's ``acceleration``, e.g. compile=true,
-channels_last=false, attention=xformers) times the direct call again with it applied on top, in
-the same process: its effect, and its one-off cost (compile's first call) apart.
+``--compare KEY=VALUE`` (an option of a role's ``acceleration`` that applies on top of the
+defaults: compile=true, attention=xformers, channels_last=true) times the direct call again with it
+applied, in the same process: its effect, and its one-off cost (compile's first call) apart.
 
 Targets (issue 25, on an H100 or H200): SD1.5 <= 1.0 s and SDXL <= 1.6 s per image through the
 API, ratio <= 1.03.
@@ -43,6 +43,9 @@ CASES = {"v1": ("sd15-random", 512, 50, 1.0), "xl_base": ("sdxl-random", 1024, 3
 # On the CPU: the same topologies at a size and step count a CPU runs in seconds (no target).
 CPU_CASES = {"v1": ("sd15-random", 64, 2, None), "xl_base": ("sdxl-random", 64, 2, None)}
 RATIO_TARGET = 1.03
+# The acceleration options --compare can apply on top of a placed pipeline.
+ADDED_TEXT = (("compile", "true"), ("attention", "xformers"), ("channels_last", "true"))
+ADDED = [{"compile": True}, {"attention": "xformers"}, {"channels_last": True}]
 
 
 def random_pipeline(family: str, configs: Path, device: str = "cuda"):  # noqa: ANN201 - diffusers types
@@ -101,6 +104,8 @@ def acceleration_option(text: str) -> dict[str, object]:
     if not separator:
         raise argparse.ArgumentTypeError(f"{text!r}: KEY=VALUE, e.g. compile=true")
     option = {key: {"true": True, "false": False}.get(value.lower(), value)}
+    if option not in ADDED:  # the others change what a placed pipeline cannot undo
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(f'{k}={v}' for k, v in ADDED_TEXT)}")
     try:
         Acceleration.model_validate(option)
     except ValueError as error:
@@ -123,10 +128,10 @@ def compare(pipe, size: int, steps: int, runs: int, option: dict[str, object], d
     )
 
 
-def gpu_memory_used_mib(client: httpx.Client) -> int | None:
-    """The GPU's memory in use, as the server sees it (nvidia-smi on its node); None without one."""
-    gpus = client.get("/api").json()["data"]["gpus"]
-    return gpus[0]["memory"]["used"] if gpus else None
+def gpu_memory_used_gib() -> float:
+    """The GPU's memory in use by every process on it (the server's replicas and this one)."""
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**30
 
 
 def served_seconds(client: httpx.Client, model: str, size: int, steps: int) -> float:
@@ -195,7 +200,8 @@ def main() -> None:
                 if args.device == "cuda":
                     peak = torch.cuda.max_memory_allocated() / 2**30
                     print(
-                        f"    peak GPU memory: direct {peak:.1f} GiB; whole GPU now {gpu_memory_used_mib(client)} MiB"
+                        f"    peak GPU memory: direct {peak:.1f} GiB (this process, its pipelines included); "
+                        f"whole GPU after the runs {gpu_memory_used_gib():.1f} GiB"
                     )
                 if args.compare:
                     print(f"    {compare(pipe, size, steps, args.runs, args.compare, device)}")

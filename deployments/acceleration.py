@@ -22,14 +22,17 @@ DEFAULT = Acceleration()
 _HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def require_attention(acceleration: Acceleration) -> None:
-    """At a replica's start: the attention chosen is installed (a model load would fail later, job
-    after job)."""
-    if acceleration.attention == "xformers" and importlib.util.find_spec("xformers") is None:
+def require_attention(acceleration: Acceleration, device: torch.device) -> None:
+    """At a replica's start: the attention chosen runs here (else every model load would fail)."""
+    if acceleration.attention != "xformers":
+        return
+    if importlib.util.find_spec("xformers") is None:
         raise RuntimeError(
             "acceleration.attention is 'xformers', which is not installed on this node: install the gpu "
             "extra (pip install 'enfugue-serve[gpu]') or choose 'sdpa'"
         )
+    if device.type != "cuda":
+        raise RuntimeError(f"acceleration.attention 'xformers' runs on CUDA only, and this replica runs on {device}")
 
 
 def device_and_dtype(precision: str | None, acceleration: Acceleration = DEFAULT) -> tuple[torch.device, torch.dtype]:

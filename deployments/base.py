@@ -68,7 +68,10 @@ class Loaded:
     def __del__(self) -> None:
         """Serve calls this when its replica drops the model for another (the least recently used
         goes): the weights' device memory is given back now, not kept in PyTorch's cache, so that
-        the next model (or another replica on the same GPU) has it."""
+        the next model (or another replica on the same GPU) has it. (Python calls it again when
+        the object goes: by then there is nothing left to give back.)"""
+        if "pipeline" not in self.__dict__:
+            return
         for name in ("pipeline", "controlnet", "annotator"):
             self.__dict__.pop(name, None)
         gc.collect()
@@ -87,10 +90,10 @@ class BaseRole:
         """Models come from ``storage_url`` (else ``data_dir``); generated configs stay in ``data_dir``.
         ``acceleration``: how the models run on the device (deployments/acceleration.py)."""
         self._acceleration = acceleration or Acceleration()
-        require_attention(self._acceleration)
         self._paths = DataPaths(Path(data_dir))
         self._storage = shared_storage(data_dir, storage_url)
         self.device, _ = device_and_dtype(None, self._acceleration)
+        require_attention(self._acceleration, self.device)
         self._checker: SafetyChecker | None = None
 
     def load(self, model_id: str) -> Loaded:
@@ -128,7 +131,7 @@ class BaseRole:
         if loaded.annotator is not None:  # the control images, last of the inputs, made here
             count = step.control_count
             inputs = [*inputs[:-count], *(loaded.annotator(photo) for photo in inputs[-count:])]
-        with vae_tiled(loaded.pipeline.vae, step.size, self._acceleration):
+        with vae_tiled(loaded.pipeline.vae, step.diffusion_size, self._acceleration):
             if isinstance(step, Diffuse) and step.chunked and step.controlnet is None:
                 with applied(loaded.pipeline, step, self._storage):
                     outputs = _chunked(loaded.pipeline, step, inputs, reporter)
