@@ -55,7 +55,7 @@ ROUTED_MEMORY_S = 60.0
 # How long a replica handed to a job waits for the job to reach it before others may have it: the
 # answer comes in milliseconds; a job cancelled between being handed the replica and being sent
 # never answers, and its replica idles this long.
-HAND_OVER_S = 2.0
+HAND_OVER_S = 5.0
 # A job longer than this is forgotten: when it ends, its replica is found free at the next retry.
 RUNNING_MEMORY_S = 3600.0
 
