@@ -51,10 +51,13 @@ class Invocations:
         self._changes = Changes()
         self._leases = leases or Leases()
         unfinished = db.requeue_unfinished(db.settings()["max_invocation_attempts"], LOST_MESSAGE)
-        for uuid, user_id in unfinished:  # a Planner still running one renews it; the rest are adopted
+        for uuid, user_id, was_processing in unfinished:  # a Planner still running one renews it
             self._queued[uuid] = user_id
             self._admitted[uuid] = time.monotonic()
-            self._leases.grant(uuid, RESTART_GRACE_S)
+            # One that was running when the Store went most likely runs still (the Store alone was
+            # replaced: a redeploy, a kill): its Planner gets a whole lease to say so, as a busy
+            # machine may delay its renewals. One that waited is adopted sooner when nobody holds it.
+            self._leases.grant(uuid, LEASE_S if was_processing else RESTART_GRACE_S)
         if unfinished:
             logger.warning("%s unfinished invocations of a previous run are queued again", len(unfinished))
 

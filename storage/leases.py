@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 LEASE_S = 30.0
 # From admission until the Planner first renews (the ingress hands the job over meanwhile).
 ADMISSION_GRACE_S = 60.0
-# From a Store's start until the Planners still running its unfinished jobs (the Store alone was
+# From a Store's start until the Planners still holding its queued jobs (the Store alone was
 # restarted) have renewed them: two renewal rounds. Only then are they adopted to run again.
+# Running ones get a whole lease (storage/invocations.py).
 RESTART_GRACE_S = 10.0
 
 

@@ -239,10 +239,10 @@ class Metadata:
             self._invocations.pop(uuid, None)
             self.execute("DELETE FROM invocations WHERE uuid = ?", [uuid])
 
-    def requeue_unfinished(self, max_attempts: int, message: str) -> list[tuple[str, int]]:
+    def requeue_unfinished(self, max_attempts: int, message: str) -> list[tuple[str, int, bool]]:
         """Put the invocations a previous run left queued or processing back in the queue, as
-        (uuid, user id) oldest first; those that already started ``max_attempts`` times end in
-        error with ``message``."""
+        (uuid, user id, whether it was processing) oldest first; those that already started
+        ``max_attempts`` times end in error with ``message``."""
         with self.transaction() as connection:
             self._invocations.clear()
             connection.execute(
@@ -250,8 +250,10 @@ class Metadata:
                 "WHERE status IN ('queued', 'processing') AND attempts >= ?",
                 [message, utcnow(), max_attempts],
             )
+            running = connection.execute("SELECT uuid FROM invocations WHERE status = 'processing'").fetchall()
+            processing = {uuid for (uuid,) in running}
             rows = connection.execute(
                 "UPDATE invocations SET status = 'queued', started = NULL, step = NULL, total = NULL "
                 "WHERE status IN ('queued', 'processing') RETURNING uuid, user_id, id",
             ).fetchall()
-        return [(uuid, user_id) for uuid, user_id, _ in sorted(rows, key=lambda row: row[2])]
+        return [(uuid, user_id, uuid in processing) for uuid, user_id, _ in sorted(rows, key=lambda row: row[2])]

@@ -183,7 +183,7 @@ def _restarted(path: Path, clock: list[float]) -> tuple[Metadata, Invocations]:
 
 
 def test_status_survives_a_restart_and_unfinished_work_is_queued_again(tmp_path: Path) -> None:
-    from storage.leases import RESTART_GRACE_S
+    from storage.leases import LEASE_S, RESTART_GRACE_S
 
     clock = [0.0]
     db, invocations = _restarted(tmp_path, clock)
@@ -200,12 +200,17 @@ def test_status_survives_a_restart_and_unfinished_work_is_queued_again(tmp_path:
     again = restarted.status(running, OWNER)
     assert (again["status"], again["step"], again["attempts"]) == ("queued", None, 1)
     assert restarted.counts() == {"queued": 2, "processing": 0}
-    # A Planner still running one (the Store alone restarted) has a moment to say so.
+    # A Planner still holding one (the Store alone restarted) has a moment to say so: two renewal
+    # rounds for one that waited, a whole lease for one that ran (it most likely runs still).
     assert restarted.adopt(10) == []
     clock[0] += RESTART_GRACE_S + 1
-    assert restarted.expire() == 2
-    # Then no Planner holds them: the first to ask adopts both, oldest first; nobody else gets them.
-    assert restarted.adopt(10) == [running, queued]
+    assert restarted.expire() == 1
+    # Then no Planner holds it: the first to ask adopts it; nobody else gets it.
+    assert restarted.adopt(10) == [queued]
+    assert restarted.adopt(10) == []
+    clock[0] = LEASE_S + 1
+    assert restarted.expire() == 1
+    assert restarted.adopt(10) == [running]
     assert restarted.adopt(10) == []
     restarted.progress(running, 1, 4, RUN)
     assert restarted.status(running, OWNER)["attempts"] == 2
@@ -233,7 +238,7 @@ def test_a_planner_still_running_a_job_keeps_it_through_a_store_restart(tmp_path
 
 
 def test_an_invocation_that_keeps_losing_its_planner_ends_after_the_last_attempt(tmp_path: Path) -> None:
-    from storage.leases import RESTART_GRACE_S
+    from storage.leases import LEASE_S
 
     clock = [0.0]
     db, invocations = _restarted(tmp_path, clock)
@@ -246,7 +251,7 @@ def test_an_invocation_that_keeps_losing_its_planner_ends_after_the_last_attempt
         status = invocations.status(uuid, OWNER)
         assert status["attempts"] == attempt
         if attempt == 1:
-            clock[0] += RESTART_GRACE_S + 1
+            clock[0] += LEASE_S + 1
             assert invocations.expire() == 1
             assert status["status"] == "queued" and invocations.adopt(1) == [uuid]
     assert status["status"] == "error" and status["message"] == LOST_MESSAGE
