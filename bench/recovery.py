@@ -59,17 +59,18 @@ def until(http: httpx.Client, uuid: str, done: Callable[[dict], bool], timeout: 
 
 
 def kill_planner() -> None:
-    title = "ServeReplica:enfugue:Planner"
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if title in command:
-                os.kill(int(entry.name), signal.SIGKILL)
-                return
-    raise RuntimeError("no Planner replica found")
+    """SIGKILL the Planner replica's process, found among this cluster's named actors (another Ray
+    cluster on the machine may run a replica of the same process title)."""
+    import ray
+
+    names = [
+        actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == "serve" and "enfugue#Planner#" in actor["name"]
+    ]  # fmt: skip
+    if len(names) != 1:
+        raise RuntimeError(f"not one Planner replica: {names}")
+    planner = ray.get_actor(names[0], namespace="serve")
+    os.kill(ray.get(planner.__ray_call__.remote(lambda _: os.getpid())), signal.SIGKILL)
 
 
 def main() -> None:
